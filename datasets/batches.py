@@ -1,0 +1,22 @@
+"""The typed batch contract between the readers here and the LightningModules."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import torch
+
+IGNORE_INDEX = -100  # target value that costs nothing and counts for no metric
+
+
+class LanguageModelBatch(TypedDict):
+    """One truncated-BPTT window of `batch_size` parallel token streams.
+
+    Row i of consecutive batches with the same `stream` continues the same text, so a
+    stateful model may carry its hidden state from one batch to the next.
+    """
+
+    inputs: torch.Tensor  # (B, T) token ids
+    targets: torch.Tensor  # (B, T) next-token ids, IGNORE_INDEX where there is none
+    reset: torch.Tensor  # (B,) bool: row i starts a new text here, so drop its carried state
+    stream: int  # which loader worker made it: hidden state is carried per stream

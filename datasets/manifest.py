@@ -1,0 +1,107 @@
+"""`dataset.json`: the manifest that describes a folder (or URL) of shards.
+
+It is the contract between `orchestrator data prepare`, user-made data and the readers:
+the task, each split's sample/token counts and shard list, the vocabulary file, and a
+sha256 checksum for every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_NAME = "dataset.json"
+FORMAT_VERSION = 1
+
+
+class DatasetError(Exception):
+    """A dataset that is missing, incomplete or corrupt; the message says which file."""
+
+
+@dataclass
+class SplitInfo:
+    samples: int
+    tokens: int
+    shards: list[str]  # file names relative to the dataset location
+
+
+@dataclass
+class DatasetManifest:
+    task: str
+    vocab_file: str
+    splits: dict[str, SplitInfo]
+    checksums: dict[str, str] = field(default_factory=dict)  # file name -> "sha256:<hex>"
+    format_version: int = FORMAT_VERSION
+    location: str = ""  # where it was read from; shard URLs resolve against it
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("location")
+        return json.dumps(data, indent=2)
+
+    def shard_urls(self, split: str) -> list[str]:
+        if split not in self.splits:
+            raise DatasetError(
+                f"dataset {self.location} has no {split!r} split (has: {', '.join(self.splits)})"
+            )
+        return [resolve(self.location, name) for name in self.splits[split].shards]
+
+    def read_file(self, name: str) -> str:
+        return read_text(resolve(self.location, name))
+
+
+def load_manifest(location: str) -> DatasetManifest:
+    """Read `dataset.json` from a local folder or an http(s)/file URL."""
+    url = resolve(location, MANIFEST_NAME)
+    try:
+        data = json.loads(read_text(url))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {url}: {exc}") from None
+    splits = {name: SplitInfo(**info) for name, info in data.pop("splits").items()}
+    return DatasetManifest(splits=splits, location=location, **data)
+
+
+def check_local_shards(manifest: DatasetManifest) -> None:
+    """Fail early, naming the file, when a local dataset lost a shard or the vocabulary."""
+    if "://" in manifest.location or manifest.location.startswith("pipe:"):
+        return
+    root = Path(manifest.location)
+    names = [manifest.vocab_file] + [s for info in manifest.splits.values() for s in info.shards]
+    missing = [name for name in names if not (root / name).is_file()]
+    if missing:
+        raise DatasetError(
+            f"dataset {root} is missing {', '.join(missing)}; "
+            "prepare it again with `orchestrator data prepare`"
+        )
+
+
+def verify_checksums(manifest: DatasetManifest) -> list[str]:
+    """Names of local files whose sha256 differs from the manifest's (corrupt shards)."""
+    root = Path(manifest.location)
+    return [
+        name for name, expected in manifest.checksums.items() if sha256_of(root / name) != expected
+    ]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def resolve(location: str, name: str) -> str:
+    if "://" in location:
+        return location.rstrip("/") + "/" + name
+    return str(Path(location) / name)
+
+
+def read_text(url: str) -> str:
+    if url.startswith(("http://", "https://", "file://")):
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read().decode("utf-8")
+    return Path(url).read_text(encoding="utf-8")

@@ -1,0 +1,24 @@
+"""The one metrics module: every task's scores come from well-kept libraries, here.
+
+Perplexity is exp of the token-weighted mean cross-entropy over the whole split
+(torchmetrics sums log-probabilities and token counts across batches and ranks), never a
+mean of per-batch perplexities.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torchmetrics.text import Perplexity
+
+from orchestrator.datasets.batches import IGNORE_INDEX
+
+
+def perplexity_metric() -> Perplexity:
+    """Accumulates over a split; padding targets (IGNORE_INDEX) count for nothing."""
+    return Perplexity(ignore_index=IGNORE_INDEX)
+
+
+def bits_per_token(perplexity: float) -> float:
+    """Bits per character for a char-level model: log2 of its perplexity."""
+    return math.log2(perplexity)

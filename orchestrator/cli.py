@@ -1,0 +1,197 @@
+"""The `orchestrator` command line: argparse subcommands over the library functions.
+
+Errors a user can fix print as one line (`error: ...`, exit 2); `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.errors import OrchestratorError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if _is_user_error(exc) else 1
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from orchestrator.datasets.manifest import DatasetError
+
+    return isinstance(exc, OrchestratorError | DatasetError)
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if not _is_user_error(exc):
+        text = f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)"
+    return " ".join(text.split())
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", parents=[common],
+        description="Train, sweep and compare recurrent sequence models on Ray and MLflow.",
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    launch = commands.add_parser(
+        "launch", parents=[common], help="one training run",
+        description="Train, validate and test one model. With no CONFIG, the quickstart: a "
+        "character LSTM on generated sample text, 2 Ray workers, a local MLflow store.",
+    )
+    launch.add_argument(
+        "items", nargs="*", metavar="CONFIG|key=value",
+        help="a YAML config file and/or dotted overrides such as model.cell=gru",
+    )
+    launch.add_argument("--address", help="Ray cluster address (default: a local instance)")
+    launch.set_defaults(handler=_launch)
+
+    ui = commands.add_parser(
+        "ui", parents=[common], help="open the MLflow UI on the configured store"
+    )
+    ui.add_argument("items", nargs="*", metavar="CONFIG|key=value")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(handler=_ui)
+
+    generate = commands.add_parser(
+        "generate", parents=[common], help="sample text from a language-model checkpoint"
+    )
+    generate.add_argument("checkpoint", help="a .ckpt file or a Ray checkpoint folder")
+    generate.add_argument("--prompt", default="the ")
+    generate.add_argument("--length", type=int, default=200)
+    generate.add_argument("--temperature", type=float, default=0.8)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=_generate)
+
+    data = commands.add_parser("data", parents=[common], help="prepare datasets as shards")
+    prepare = data.add_subparsers(title="data commands").add_parser(
+        "prepare", parents=[common], help="raw data -> WebDataset shards + dataset.json"
+    )
+    kinds = prepare.add_subparsers(title="kinds")
+    text = kinds.add_parser(
+        "text", parents=[common], help="text files for language modelling",
+        description="Either --input FILE (split by fractions, contiguous) or --train/--val/--test.",
+    )
+    text.add_argument("--input", type=Path, help="one text file to split into train/val/test")
+    text.add_argument("--val-fraction", type=float, default=0.05)
+    text.add_argument("--test-fraction", type=float, default=0.05)
+    text.add_argument("--train", type=Path)
+    text.add_argument("--val", type=Path)
+    text.add_argument("--test", type=Path)
+    text.add_argument("--out", type=Path, required=True, help="output folder")
+    text.add_argument("--level", choices=["char", "word"], default="char")
+    text.add_argument("--sample-tokens", type=int, default=1024,
+                      help="tokens per sample (a contiguous segment of text)")
+    text.add_argument("--samples-per-shard", type=int, default=64)
+    text.add_argument("--min-freq", type=int, default=1)
+    text.add_argument("--max-vocab", type=int, default=None)
+    text.set_defaults(handler=_prepare_text)
+    return parser
+
+
+def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
+    overrides = [item for item in items if "=" in item]
+    paths = [item for item in items if "=" not in item]
+    if len(paths) > 1:
+        raise OrchestratorError(
+            f"expected at most one config file, got {', '.join(paths)}; "
+            "overrides look like key=value"
+        )
+    return (paths[0] if paths else None), overrides
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+
+    path, overrides = _split_items(args.items)
+    if args.address:
+        overrides.append(f"ray.address={args.address}")
+    config = load_config(path, overrides)
+
+    from orchestrator.launch import launch, summary
+
+    print(summary(launch(config)))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.tracking import artifact_root, resolve_tracking_uri
+
+    path, overrides = _split_items(args.items)
+    uri = resolve_tracking_uri(load_config(path, overrides).tracking)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    if artifact_root(uri):
+        command += ["--default-artifact-root", artifact_root(uri)]
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    return subprocess.call(command, env=os.environ.copy())
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.language_model import LanguageModelTask
+
+    checkpoint = Path(args.checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "checkpoint.ckpt"
+    if not checkpoint.is_file():
+        raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
+    module = LanguageModelTask.load_from_checkpoint(checkpoint, map_location="cpu")
+    print(module.generate_text(args.prompt, args.length, args.temperature, seed=args.seed))
+    return 0
+
+
+def _prepare_text(args: argparse.Namespace) -> int:
+    from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
+    from orchestrator.datasets.tokenizer import Tokenizer
+
+    if args.input is not None:
+        splits = split_by_fraction(_read(args.input), args.val_fraction, args.test_fraction)
+    elif args.train is not None:
+        named = {"train": args.train, "val": args.val, "test": args.test}
+        splits = {name: _read(path) for name, path in named.items() if path is not None}
+    else:
+        raise OrchestratorError("give --input FILE, or --train FILE [--val FILE --test FILE]")
+    manifest = prepare_text(
+        splits, args.out, args.level, args.sample_tokens, args.samples_per_shard,
+        args.min_freq, args.max_vocab,
+    )
+    vocab = Tokenizer.from_json(manifest.read_file(manifest.vocab_file))
+    for name, info in manifest.splits.items():
+        print(f"{name}: {info.samples} samples, {info.tokens} tokens, {len(info.shards)} shards")
+    print(f"wrote {args.out / 'dataset.json'} ({len(vocab)} {args.level} tokens in the vocabulary)")
+    return 0
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise OrchestratorError(f"input file {path} does not exist")
+    return path.read_text(encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The one config schema: YAML + `key=value` overrides -> a validated, typed ExperimentConfig.
+
+Every field has a default, so `orchestrator launch` with no file is the quickstart. Errors
+name the dotted key, the bad value and the valid choices, and are raised before Ray starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.errors import OrchestratorError
+
+CellName = Literal["rnn", "gru", "lstm"]
+TaskName = Literal["language_model"]
+
+
+class _Section(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    cell: CellName = "lstm"
+    embedding_dim: int = Field(64, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # Share the input embedding with the output projection (Press & Wolf 2017);
+    # needs embedding_dim == hidden_size.
+    tie_weights: bool = False
+    # Uniform init in [-init_range, init_range] (Zaremba et al. use 0.1); null keeps torch's.
+    init_range: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _tied_sizes_match(self) -> ModelConfig:
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ValueError(
+                "model.tie_weights needs model.embedding_dim == model.hidden_size "
+                f"(got {self.embedding_dim} and {self.hidden_size})"
+            )
+        return self
+
+
+class DataConfig(_Section):
+    # A folder or URL holding dataset.json and the shards (see `orchestrator data prepare`).
+    path: str = "data/sample-text"
+    # When `path` has no dataset.json, generate this built-in sample corpus there first;
+    # null means the data must already exist.
+    sample: Literal["grammar", "markov"] | None = "grammar"
+    batch_size: int = Field(32, ge=1)
+    # Truncated-BPTT window: tokens per row per batch.
+    bptt: int = Field(64, ge=1)
+    # Carry the hidden state across consecutive windows of a stream (stateful TBPTT).
+    carry_hidden: bool = True
+    num_workers: int = Field(1, ge=0)
+    shuffle_buffer: int = Field(64, ge=0)
+
+
+class OptimConfig(_Section):
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(3e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    # Clip gradients by global norm or by value; null disables clipping.
+    clip: float | None = Field(1.0, gt=0.0)
+    clip_mode: Literal["norm", "value"] = "norm"
+    # Multiply the learning rate by lr_decay after every epoch from lr_decay_start on.
+    lr_decay: float = Field(1.0, gt=0.0, le=1.0)
+    lr_decay_start: int = Field(0, ge=0)
+
+
+class TrainConfig(_Section):
+    max_epochs: int = Field(3, ge=1)
+    # Batches per rank per epoch; null derives it from the train split's token count.
+    batches_per_epoch: int | None = Field(None, ge=1)
+    log_every_n_steps: int = Field(1, ge=1)
+    progress_bar: bool = True
+
+
+class RayConfig(_Section):
+    # Ray cluster address; null starts a local instance ("auto" joins `ray start`'s).
+    address: str | None = None
+    num_workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    use_gpu: bool = False
+    # How many worker failures a run survives, resuming from its last checkpoint.
+    max_failures: int = Field(0, ge=-1)
+    # Where Ray Train writes checkpoints: a local path or a URI shared by all nodes.
+    storage_path: str = "runs"
+    checkpoints_to_keep: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _gpus_need_use_gpu(self) -> RayConfig:
+        if self.gpus_per_worker > 0 and not self.use_gpu:
+            raise ValueError("ray.gpus_per_worker > 0 needs ray.use_gpu=true")
+        return self
+
+
+class TrackingConfig(_Section):
+    # MLflow tracking URI; null means a sqlite store `mlflow.db` in the working directory.
+    uri: str | None = None
+    experiment: str = "rnn-orchestrator"
+
+
+class GenerateConfig(_Section):
+    """Text sampled from the trained model and logged as an artifact."""
+
+    prompts: list[str] = Field(default_factory=lambda: ["the "])
+    length: int = Field(200, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+
+
+class ExperimentConfig(_Section):
+    task: TaskName = "language_model"
+    name: str = "quickstart-char-lstm"
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML config (or the defaults), apply `key=value` overrides, and validate."""
+    raw: dict[str, Any] = _read_yaml(Path(path)) if path else {}
+    for override in overrides:
+        key, value = _parse_override(override)
+        _set_dotted(raw, key, value)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise OrchestratorError(describe_validation_error(exc, ExperimentConfig)) from None
+
+
+def flatten(config: BaseModel) -> dict[str, Any]:
+    """Dotted key -> value for every leaf field (MLflow params, sweep keys)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        else:
+            flat[prefix] = value
+
+    walk("", config.model_dump())
+    return flat
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise OrchestratorError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise OrchestratorError(f"config file {path} is not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise OrchestratorError(f"config file {path} must hold a mapping of sections")
+    return raw
+
+
+def _parse_override(override: str) -> tuple[str, Any]:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise OrchestratorError(
+            f"override {override!r} must look like key=value, e.g. model.cell=gru"
+        )
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            parent = ".".join(parts[: depth + 1])
+            raise OrchestratorError(f"cannot set {key}: {parent} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def describe_validation_error(exc: ValidationError, schema: type[BaseModel]) -> str:
+    """One line per problem: the dotted key, the bad value, and what would be valid."""
+    return "; ".join(_describe_one(error, schema) for error in exc.errors())
+
+
+def _describe_one(error: dict[str, Any], schema: type[BaseModel]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    got = error.get("input")
+    if kind == "extra_forbidden":
+        return _unknown_key_message(key, schema)
+    if kind == "literal_error":
+        choices = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"{key} must be one of {choices} (got {got!r})"
+    if kind == "value_error":
+        # Cross-field checks already name their keys.
+        return str(error["ctx"]["error"])
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{key}: {message} (got {got!r})" if key else message
+
+
+def _unknown_key_message(key: str, schema: type[BaseModel]) -> str:
+    *section_path, name = key.split(".")
+    model: type[BaseModel] = schema
+    for part in section_path:
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) else model
+    valid = list(model.model_fields)
+    where = ".".join(section_path) or "the config"
+    hint = difflib.get_close_matches(name, valid, n=1)
+    suggestion = f"; did you mean {'.'.join([*section_path, hint[0]])}?" if hint else ""
+    return f"unknown key {key} in {where}{suggestion} (valid keys: {', '.join(valid)})"

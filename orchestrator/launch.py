@@ -1,0 +1,225 @@
+"""`orchestrator launch`: one training run on Ray Train, tracked as one MLflow run.
+
+Everything that can be wrong with the input (config, data, tracking server) is checked
+here, before Ray starts. The run ends FINISHED or FAILED in MLflow, never RUNNING.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from orchestrator import tracking
+from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.datasets.manifest import (
+    MANIFEST_NAME,
+    DatasetError,
+    check_local_shards,
+    load_manifest,
+)
+from orchestrator.datasets.synthetic import SAMPLE_CORPORA
+from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
+from orchestrator.errors import OrchestratorError
+from orchestrator.tasks import TASKS
+
+SAMPLE_CORPUS_CHARS = 300_000
+
+
+@dataclass
+class LaunchResult:
+    run_id: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    checkpoint: str  # the best checkpoint's Lightning file
+    samples: list[str]
+
+
+def launch(config: ExperimentConfig) -> LaunchResult:
+    """Validate inputs, train on Ray, log to MLflow; raise OrchestratorError on bad input."""
+    config = resolve_paths(config)
+    ensure_dataset(config)
+    uri = tracking.resolve_tracking_uri(config.tracking)
+    tracking.check_reachable(uri)
+    run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_id = tracking.start_run(
+        uri, config.tracking.experiment, run_name,
+        tags={"task": config.task, "git_commit": tracking.git_commit()},
+    )
+    succeeded = False
+    try:
+        tracking.log_params(uri, run_id, flatten(config))
+        _log_inputs(uri, run_id, config)
+        ray_address = _connect_ray(config.ray.address)
+        MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
+        result = _fit(config, uri, run_id, run_name)
+        best = _best_checkpoint_file(result, config)
+        samples = _generate_samples(config, best)
+        _log_outputs(uri, run_id, best, samples)
+        succeeded = True
+        return LaunchResult(run_id, uri, dict(result.metrics), str(best), samples)
+    finally:
+        tracking.end_run(uri, run_id, succeeded)
+
+
+def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """Local paths made absolute: Ray workers run in another working directory."""
+    config = config.model_copy(deep=True)
+    if "://" not in config.data.path and not config.data.path.startswith("pipe:"):
+        config.data.path = str(Path(config.data.path).resolve())
+    if "://" not in config.ray.storage_path:
+        config.ray.storage_path = str(Path(config.ray.storage_path).resolve())
+    return config
+
+
+def ensure_dataset(config: ExperimentConfig) -> None:
+    """Generate the built-in sample corpus if asked, then check the dataset is whole."""
+    path = config.data.path
+    is_local = "://" not in path and not path.startswith("pipe:")
+    if is_local and not (Path(path) / MANIFEST_NAME).is_file():
+        if config.data.sample is None:
+            raise OrchestratorError(
+                f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
+                f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
+            )
+        text = SAMPLE_CORPORA[config.data.sample](SAMPLE_CORPUS_CHARS, seed=config.seed)
+        print(f"generating the {config.data.sample!r} sample corpus in {path}")
+        prepare_text(split_by_fraction(text, 0.05, 0.05), Path(path), "char", 512, 32)
+    try:
+        manifest = load_manifest(path)
+        check_local_shards(manifest)
+    except DatasetError as exc:
+        raise OrchestratorError(str(exc)) from None
+    if manifest.task != config.task:
+        raise OrchestratorError(
+            f"data.path {path} holds a {manifest.task!r} dataset but task is {config.task!r}"
+        )
+    for split in ("train", "val", "test"):
+        if split not in manifest.splits:
+            raise OrchestratorError(f"data.path {path} has no {split!r} split")
+
+
+def _connect_ray(address: str | None) -> str:
+    import ray
+
+    if not ray.is_initialized():
+        # "local" never attaches to another cluster on the machine by accident.
+        ray.init(address=address or "local", log_to_driver=True)
+    return ray.get_runtime_context().gcs_address
+
+
+def _fit(config: ExperimentConfig, uri: str, run_id: str, run_name: str) -> Any:
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        TrainingFailedError,
+    )
+    from ray.train.torch import TorchTrainer
+
+    from orchestrator.train_loop import train_loop_per_worker
+
+    resources = {"CPU": config.ray.cpus_per_worker}
+    if config.ray.use_gpu:
+        resources["GPU"] = config.ray.gpus_per_worker or 1
+    task = TASKS[config.task]
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=config.ray.num_workers,
+            use_gpu=config.ray.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=config.ray.storage_path,
+            failure_config=FailureConfig(max_failures=config.ray.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=config.ray.checkpoints_to_keep,
+                checkpoint_score_attribute=task.monitor,
+                checkpoint_score_order=task.mode,
+            ),
+        ),
+    )
+    try:
+        return trainer.fit()
+    except TrainingFailedError as exc:
+        raise OrchestratorError(f"training failed: {_root_cause(exc)}") from exc
+
+
+def _root_cause(exc: Exception) -> str:
+    """The first worker's own error message, not Ray's wrapping of it."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    for rank in sorted(failures):
+        cause = failures[rank]
+        while getattr(cause, "cause", None) is not None:
+            cause = cause.cause
+        lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+        return f"rank {rank}: {lines[-1] if lines else type(cause).__name__}"
+    return str(exc).strip().splitlines()[-1]
+
+
+def _best_checkpoint_file(result: Any, config: ExperimentConfig) -> Path:
+    from ray.train.lightning import RayTrainReportCallback
+
+    task = TASKS[config.task]
+    scored = [pair for pair in result.best_checkpoints if task.monitor in pair[1]]
+    if scored:
+        pick = min if task.mode == "min" else max
+        checkpoint = pick(scored, key=lambda pair: pair[1][task.monitor])[0]
+    else:
+        checkpoint = result.checkpoint
+    if checkpoint is None:
+        raise OrchestratorError("training reported no checkpoint; is train.max_epochs >= 1?")
+    return Path(checkpoint.path) / RayTrainReportCallback.CHECKPOINT_NAME
+
+
+def _generate_samples(config: ExperimentConfig, checkpoint: Path) -> list[str]:
+    module = TASKS[config.task].module_class.load_from_checkpoint(checkpoint, map_location="cpu")
+    generate = config.generate
+    return [
+        module.generate_text(prompt, generate.length, generate.temperature, seed=config.seed)
+        for prompt in generate.prompts
+    ]
+
+
+def _log_inputs(uri: str, run_id: str, config: ExperimentConfig) -> None:
+    client = MlflowClient(uri)
+    client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False), "config.yaml")
+    path = config.data.path
+    manifest = load_manifest(path)
+    client.log_text(run_id, manifest.read_file(manifest.vocab_file), "vocab.json")
+
+
+def _log_outputs(uri: str, run_id: str, checkpoint: Path, samples: list[str]) -> None:
+    client = MlflowClient(uri)
+    client.log_artifact(run_id, str(checkpoint), "checkpoint")
+    client.log_text(run_id, "\n\n---\n\n".join(samples), "samples.txt")
+
+
+def summary(result: LaunchResult) -> str:
+    """What the user reads at the end of a launch."""
+    metrics = result.metrics
+    lines = []
+    for stage in ("val", "test"):
+        if f"{stage}_perplexity" in metrics:
+            line = f"{stage} perplexity {metrics[f'{stage}_perplexity']:.3f}"
+            if f"{stage}_bpc" in metrics:
+                line += f" ({metrics[f'{stage}_bpc']:.3f} bits per char)"
+            lines.append(line)
+    if result.samples:
+        lines.append(f"sample: {result.samples[0][:120]!r}")
+    lines += [
+        f"MLflow run: {result.run_id}",
+        f"checkpoint: {result.checkpoint}",
+        f"open the MLflow UI: orchestrator ui tracking.uri={result.tracking_uri}",
+    ]
+    return "\n".join(lines)

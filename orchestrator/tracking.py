@@ -1,0 +1,92 @@
+"""MLflow: where runs go, one run per launch, and its status at the end.
+
+The tracking URI is always explicit and absolute: Ray workers run in another directory,
+so a relative sqlite path would land somewhere else, and MLflow 3 refuses `./mlruns`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from orchestrator.config import TrackingConfig
+from orchestrator.errors import OrchestratorError
+
+DEFAULT_STORE = "mlflow.db"
+
+
+def resolve_tracking_uri(config: TrackingConfig) -> str:
+    """The configured URI made absolute; default a sqlite store in the working directory."""
+    uri = config.uri or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{(Path.cwd() / uri[len('sqlite:///'):]).resolve()}"
+    elif "://" not in uri:
+        raise OrchestratorError(
+            f"tracking.uri {uri!r} is not a URI; use sqlite:///PATH/mlflow.db or "
+            "http://HOST:PORT of an MLflow server"
+        )
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a sqlite store, artifacts live next to the database, where `orchestrator ui`
+    finds them; a server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return None
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail before any cluster starts when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise OrchestratorError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
+            "(`orchestrator ui` or `mlflow server`) or set tracking.uri to a sqlite:/// store"
+        ) from None
+
+
+def start_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> str:
+    """Create the launch's MLflow run (RUNNING) and return its id."""
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        experiment_id = client.create_experiment(experiment, artifact_location=artifact_root(uri))
+    else:
+        experiment_id = found.experiment_id
+    return client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    client = MlflowClient(tracking_uri=uri)
+    items = [Param(key, str(value)) for key, value in params.items()]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def end_run(uri: str, run_id: str, succeeded: bool) -> None:
+    status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
+    MlflowClient(tracking_uri=uri).set_terminated(run_id, RunStatus.to_string(status))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()

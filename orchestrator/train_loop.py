@@ -1,0 +1,85 @@
+"""What every Ray Train worker runs: build the DataModule and LightningModule, fit, test.
+
+Ray enters only through the strategy, the environment plugin and the report callback;
+MLflow only through Lightning's logger, which writes from rank 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytorch_lightning as pl
+import ray
+import ray.train
+import torch.distributed as dist
+from pytorch_lightning.loggers import MLFlowLogger
+from ray.train.lightning import (
+    RayDDPStrategy,
+    RayLightningEnvironment,
+    RayTrainReportCallback,
+    prepare_trainer,
+)
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.tasks import TASKS
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    config = ExperimentConfig.model_validate(loop_config["config"])
+    task = TASKS[config.task]
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = task.build_datamodule(config)
+    module = task.build_module(config, datamodule)
+    logger = MLFlowLogger(
+        tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"], synchronous=False
+    )
+    trainer = prepare_trainer(_make_trainer(config, logger))
+    _tag_worker_nodes(logger)
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        trainer.fit(module, datamodule=datamodule)
+    else:  # a restarted worker group: continue from the last reported epoch
+        with checkpoint.as_directory() as folder:
+            resume_from = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from))
+
+    final = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    final.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    if trainer.global_rank == 0:
+        mlflow.flush_async_logging()
+    ray.train.report(metrics=final)
+
+
+def _make_trainer(config: ExperimentConfig, logger: MLFlowLogger) -> pl.Trainer:
+    clip = config.optim.clip
+    return pl.Trainer(
+        max_epochs=config.train.max_epochs,
+        accelerator="gpu" if config.ray.use_gpu else "cpu",
+        devices="auto",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        callbacks=[RayTrainReportCallback()],
+        logger=logger,
+        gradient_clip_val=clip,
+        gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,
+        log_every_n_steps=config.train.log_every_n_steps,
+        enable_progress_bar=config.train.progress_bar,
+        enable_checkpointing=False,  # Ray's report callback owns checkpoints
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # the readers split shards themselves
+    )
+
+
+def _tag_worker_nodes(logger: MLFlowLogger) -> None:
+    """Record which Ray nodes the workers ran on (one tag, from rank 0)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    node_ids: list[str] = [node_id]
+    if dist.is_initialized():
+        node_ids = [""] * dist.get_world_size()
+        dist.all_gather_object(node_ids, node_id)
+    if ray.train.get_context().get_world_rank() == 0:
+        logger.experiment.set_tag(logger.run_id, "ray.worker_nodes", ",".join(node_ids))
