@@ -9,6 +9,7 @@ rank r takes every world_size-th shard, so the whole-split perplexity is exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 import webdataset as wds
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from orchestrator.datasets.bptt_windows import bptt_windows
 from orchestrator.datasets.manifest import DatasetError, DatasetManifest, load_manifest
@@ -64,8 +65,9 @@ class LanguageModelDataModule(pl.LightningDataModule):
             .map(self._encode)
             .compose(partial(bptt_windows, batch_size=self.batch_size, bptt=self.bptt))
         )
+        batches = self.train_batches_per_epoch(world_size)
         loader = wds.WebLoader(pipeline, batch_size=None, num_workers=self.num_workers)
-        return loader.with_epoch(self.train_batches_per_epoch(world_size))
+        return loader.with_epoch(batches).with_length(batches, silent=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._exact_pass_loader("val")
@@ -77,7 +79,7 @@ class LanguageModelDataModule(pl.LightningDataModule):
         rank, world_size = _rank_and_world()
         shards = self.manifest.shard_urls(split)[rank::world_size]
         if not shards:  # more ranks than shards: this rank contributes nothing
-            return DataLoader([], batch_size=None)
+            return DataLoader(_NoSamples(), batch_size=None)
         pipeline = (
             wds.WebDataset(
                 shards,
@@ -97,6 +99,14 @@ class LanguageModelDataModule(pl.LightningDataModule):
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         return torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+
+
+class _NoSamples(IterableDataset):
+    """An empty stream with no len(), like the other ranks' loaders: Lightning runs a
+    collective over ranks whose loaders have a length, so all must agree."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
 
 
 def _rank_and_world() -> tuple[int, int]:

@@ -47,7 +47,8 @@ class Tokenizer:
         tokens = [self.tokens[i] for i in ids]
         if self.level == "char":
             return "".join(tokens)
-        return " ".join(tokens).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+        lines = " ".join(tokens).split(EOS)
+        return "\n".join(line.strip() for line in lines)
 
     def __len__(self) -> int:
         return len(self.tokens)

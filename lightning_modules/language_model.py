@@ -97,11 +97,12 @@ class LanguageModelTask(pl.LightningModule):
         self.test_perplexity.reset()
 
     def _log_perplexity(self, stage: str, perplexity: torch.Tensor) -> None:
-        # compute() already summed over ranks, so every rank logs the same value.
-        self.log(f"{stage}_perplexity", perplexity, sync_dist=False)
-        self.log(f"{stage}_loss", perplexity.log(), sync_dist=False)
+        # compute() already summed over ranks: every rank holds the same value, and
+        # sync_dist's mean of equal values changes nothing.
+        self.log(f"{stage}_perplexity", perplexity, sync_dist=True)
+        self.log(f"{stage}_loss", perplexity.log(), sync_dist=True)
         if self.tokenizer.level == "char":
-            self.log(f"{stage}_bpc", bits_per_token(perplexity.item()), sync_dist=False)
+            self.log(f"{stage}_bpc", bits_per_token(perplexity.item()), sync_dist=True)
 
     def _drop_hidden(self, stage: str) -> None:
         self._hidden = {key: value for key, value in self._hidden.items() if key[0] != stage}

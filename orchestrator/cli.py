@@ -116,6 +116,12 @@ def _build_parser() -> argparse.ArgumentParser:
 def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
     overrides = [item for item in items if "=" in item]
     paths = [item for item in items if "=" not in item]
+    for item in paths:
+        if not item.endswith((".yaml", ".yml")) and not Path(item).is_file():
+            raise OrchestratorError(
+                f"{item!r} is neither a config file nor a key=value override "
+                "(e.g. model.cell=gru)"
+            )
     if len(paths) > 1:
         raise OrchestratorError(
             f"expected at most one config file, got {', '.join(paths)}; "

@@ -75,7 +75,7 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    max_epochs: int = Field(3, ge=1)
+    max_epochs: int = Field(5, ge=1)
     # Batches per rank per epoch; null derives it from the train split's token count.
     batches_per_epoch: int | None = Field(None, ge=1)
     log_every_n_steps: int = Field(1, ge=1)

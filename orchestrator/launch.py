@@ -42,9 +42,9 @@ class LaunchResult:
 def launch(config: ExperimentConfig) -> LaunchResult:
     """Validate inputs, train on Ray, log to MLflow; raise OrchestratorError on bad input."""
     config = resolve_paths(config)
-    ensure_dataset(config)
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
+    ensure_dataset(config)
     run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.start_run(
         uri, config.tracking.experiment, run_name,
@@ -60,8 +60,10 @@ def launch(config: ExperimentConfig) -> LaunchResult:
         best = _best_checkpoint_file(result, config)
         samples = _generate_samples(config, best)
         _log_outputs(uri, run_id, best, samples)
+        # MLflow holds the last value of every metric, test metrics included.
+        metrics = MlflowClient(uri).get_run(run_id).data.metrics
         succeeded = True
-        return LaunchResult(run_id, uri, dict(result.metrics), str(best), samples)
+        return LaunchResult(run_id, uri, metrics, str(best), samples)
     finally:
         tracking.end_run(uri, run_id, succeeded)
 

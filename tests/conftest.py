@@ -1,0 +1,45 @@
+"""Shared fixtures: generated corpora on real shards, and one local Ray instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.datasets.synthetic import markov_text
+from orchestrator.datasets.text_shards import prepare_text
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh working directory, where the default MLflow store lands."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def markov_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Markov corpus (perplexity 2 at best) as char shards.
+
+    train: 3 shards of 15, 15 and 10 samples (an odd number of uneven shards);
+    val and test: one shard each, so a second rank reads no shard at all.
+    """
+    out = tmp_path_factory.mktemp("markov")
+    splits = {
+        "train": markov_text(20_000, seed=1),
+        "val": markov_text(2_000, seed=2),
+        "test": markov_text(2_000, seed=3),
+    }
+    prepare_text(splits, out, "char", sample_tokens=500, samples_per_shard=15,
+                 show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance per test module; never attaches to another cluster."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,105 @@
+"""`data prepare text` -> real tar shards -> the streaming reader gives the text back."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.datasets.batches import IGNORE_INDEX
+from orchestrator.datasets.language_model_data import LanguageModelDataModule
+from orchestrator.datasets.manifest import (
+    DatasetError,
+    check_local_shards,
+    load_manifest,
+    verify_checksums,
+)
+from orchestrator.datasets.synthetic import grammar_text
+
+
+def streamed_tokens(path: Path, split: str, num_workers: int = 0) -> list[int]:
+    """Every token of a split, rebuilt from the reader's BPTT windows (one row)."""
+    datamodule = LanguageModelDataModule(str(path), batch_size=1, bptt=7, num_workers=num_workers)
+    loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    tokens: list[int] = []
+    for batch in loader:
+        if batch["reset"][0]:
+            tokens.append(int(batch["inputs"][0, 0]))
+        targets = batch["targets"][0]
+        tokens.extend(targets[targets != IGNORE_INDEX].tolist())
+    return tokens
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_round_trip_text_to_shards_to_streamed_tokens(level, tmp_path):
+    text = grammar_text(6_000, seed=4)
+    (tmp_path / "corpus.txt").write_text(text)
+    out = tmp_path / "shards"
+    assert main([
+        "data", "prepare", "text", "--input", str(tmp_path / "corpus.txt"), "--out", str(out),
+        "--level", level, "--sample-tokens", "97" if level == "char" else "13",
+        "--samples-per-shard", "5",
+        "--val-fraction", "0.3", "--test-fraction", "0.2",
+    ]) == 0
+    manifest = load_manifest(str(out))
+    tokenizer = LanguageModelDataModule(str(out)).tokenizer
+    lines = text.splitlines(keepends=True)
+    n_val, n_test = int(len(lines) * 0.3), int(len(lines) * 0.2)
+    test_text = "".join(lines[len(lines) - n_test :])
+    assert len(manifest.splits["test"].shards) > 1
+    assert streamed_tokens(out, "test") == tokenizer.encode(test_text)
+    assert manifest.splits["test"].tokens == len(tokenizer.encode(test_text))
+    assert tokenizer.decode(tokenizer.encode(test_text)) == test_text
+    assert verify_checksums(manifest) == []
+
+
+def test_two_loader_workers_read_every_token_once(markov_dataset):
+    manifest = load_manifest(str(markov_dataset))
+    single = streamed_tokens(markov_dataset, "val", num_workers=0)
+    assert len(single) == manifest.splits["val"].tokens
+
+
+def test_manifest_records_counts_and_odd_uneven_train_shards(markov_dataset):
+    manifest = load_manifest(str(markov_dataset))
+    train = manifest.splits["train"]
+    assert (train.samples, train.tokens, len(train.shards)) == (40, 20_000, 3)
+    assert manifest.task == "language_model"
+    assert set(manifest.checksums) == {"vocab.json", *train.shards,
+                                       *manifest.splits["val"].shards,
+                                       *manifest.splits["test"].shards}
+
+
+def test_missing_shard_is_named(markov_dataset, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for item in markov_dataset.iterdir():
+        if item.name != "train-000001.tar":
+            (copy / item.name).write_bytes(item.read_bytes())
+    with pytest.raises(DatasetError, match="missing train-000001.tar"):
+        check_local_shards(load_manifest(str(copy)))
+
+
+def test_corrupt_shard_fails_with_a_dataset_error(markov_dataset, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for item in markov_dataset.iterdir():
+        (copy / item.name).write_bytes(item.read_bytes())
+    broken = copy / "val-000000.tar"
+    broken.write_bytes(broken.read_bytes()[:700] + b"\x00garbage" * 50)
+    assert verify_checksums(load_manifest(str(copy))) == ["val-000000.tar"]
+    with pytest.raises(DatasetError, match="cannot read shard"):
+        streamed_tokens(copy, "val")
+
+
+def test_shards_are_plain_tars_with_txt_samples(markov_dataset):
+    with tarfile.open(markov_dataset / "train-000002.tar") as tar:
+        names = tar.getnames()
+        first = tar.extractfile(names[0])
+        assert first is not None
+        body = io.TextIOWrapper(first, encoding="utf-8").read()
+    assert len(names) == 10
+    assert all(name.endswith(".txt") for name in names)
+    assert len(body) == 500
