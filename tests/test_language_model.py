@@ -1,0 +1,63 @@
+"""The LM learns a sequence of known entropy, and generates text that follows its rule."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import pytest
+import torch
+
+from orchestrator.datasets.language_model_data import LanguageModelDataModule
+from orchestrator.datasets.synthetic import MARKOV_ALPHABET, MARKOV_PERPLEXITY
+from orchestrator.lightning_modules.cells import RNN_CELLS
+from orchestrator.lightning_modules.language_model import LanguageModelTask
+from orchestrator.lightning_modules.rnn_language_model import (
+    RNNLanguageModel,
+    RNNLanguageModelConfig,
+)
+
+OPTIM = {"optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "clip": 1.0,
+         "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
+
+
+@pytest.fixture(scope="module")
+def trained(markov_dataset):
+    datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=16, bptt=32,
+                                         num_workers=0, batches_per_epoch=40)
+    task = LanguageModelTask(
+        model={"cell": "lstm", "embedding_dim": 16, "hidden_size": 32, "num_layers": 1,
+               "dropout": 0.0},
+        optim=OPTIM, vocab=datamodule.tokenizer.tokens, level="char",
+    )
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, gradient_clip_val=1.0)
+    trainer.fit(task, datamodule=datamodule)
+    return task, trainer.validate(task, datamodule=datamodule, verbose=False)[0]
+
+
+def test_reaches_the_entropy_of_the_markov_chain(trained):
+    _, metrics = trained
+    # The chain's perplexity is 2 (one bit per char); nothing can do better on held-out text.
+    assert MARKOV_PERPLEXITY - 0.05 < metrics["val_perplexity"] < MARKOV_PERPLEXITY + 0.1
+    assert metrics["val_bpc"] == pytest.approx(1.0, abs=0.08)
+
+
+def test_generated_text_follows_the_chain(trained):
+    task, _ = trained
+    text = task.generate_text("a", length=300, temperature=0.7, seed=3)
+    steps = [(MARKOV_ALPHABET.index(b) - MARKOV_ALPHABET.index(a)) % len(MARKOV_ALPHABET)
+             for a, b in zip(text, text[1:])]
+    legal = sum(step in (1, 3) for step in steps)
+    assert legal / len(steps) > 0.97
+    assert 0.3 < steps.count(1) / len(steps) < 0.7  # both moves, as the chain does
+
+
+@pytest.mark.parametrize("cell", sorted(RNN_CELLS))
+def test_every_cell_runs_with_carried_state(cell):
+    model = RNNLanguageModel(RNNLanguageModelConfig(vocab_size=11, cell=cell, embedding_dim=8,
+                                                    hidden_size=8, tie_weights=True))
+    logits, hidden = model(torch.randint(0, 11, (3, 5)))
+    assert logits.shape == (3, 5, 11)
+    logits, _ = model(torch.randint(0, 11, (3, 5)), hidden)
+    assert model.output.weight is model.embedding.weight
+    assert isinstance(model.rnn, RNN_CELLS[cell])
