@@ -15,7 +15,8 @@ from orchestrator.config import ExperimentConfig, flatten, load_config
 
 BAD_CONFIGS = [
     (["model.cell=lstn"], "model.cell must be one of rnn, gru, lstm (got 'lstn')"),
-    (["model.hidden_sise=32"], "unknown key model.hidden_sise in model; did you mean model.hidden_size?"),
+    (["model.hidden_sise=32"],
+     "unknown key model.hidden_sise in model; did you mean model.hidden_size?"),
     (["modle.cell=gru"], "unknown key modle in the config; did you mean model?"),
     (["optim.lr=-1"], "optim.lr: input should be greater than 0 (got -1)"),
     (["train.max_epochs=many"], "train.max_epochs: input should be a valid integer"),

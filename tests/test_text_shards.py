@@ -47,7 +47,7 @@ def test_round_trip_text_to_shards_to_streamed_tokens(level, tmp_path):
     manifest = load_manifest(str(out))
     tokenizer = LanguageModelDataModule(str(out)).tokenizer
     lines = text.splitlines(keepends=True)
-    n_val, n_test = int(len(lines) * 0.3), int(len(lines) * 0.2)
+    n_test = int(len(lines) * 0.2)
     test_text = "".join(lines[len(lines) - n_test :])
     assert len(manifest.splits["test"].shards) > 1
     assert streamed_tokens(out, "test") == tokenizer.encode(test_text)
