@@ -23,6 +23,7 @@ from ray.train.lightning import (
 )
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.lightning_modules.throughput import TokenThroughput
 from orchestrator.tasks import TASKS
 
 
@@ -61,7 +62,7 @@ def _make_trainer(config: ExperimentConfig, logger: MLFlowLogger) -> pl.Trainer:
         devices="auto",
         strategy=RayDDPStrategy(),
         plugins=[RayLightningEnvironment()],
-        callbacks=[RayTrainReportCallback()],
+        callbacks=[TokenThroughput(), RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,

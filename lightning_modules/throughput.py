@@ -1,0 +1,44 @@
+"""Training throughput in target tokens per second, logged once per epoch.
+
+The clock runs from the epoch's first batch to its last, so loader start-up and the
+validation that follows are not counted: the number compares with a plain training loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+
+from orchestrator.datasets.batches import IGNORE_INDEX
+
+
+class TokenThroughput(pl.Callback):
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self._finished = 0.0
+        self._tokens = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started, self._tokens = None, 0
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._tokens += int((batch["targets"] != IGNORE_INDEX).sum())
+        self._finished = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._started is None or self._finished <= self._started:
+            return
+        # Every rank runs the same number of equally sized batches.
+        rate = self._tokens * trainer.world_size / (self._finished - self._started)
+        pl_module.log("train_tokens_per_sec", rate, rank_zero_only=True)
