@@ -39,7 +39,8 @@ def plain_loop(config: ExperimentConfig, threads: int) -> list[float]:
         config.data.path, config.data.batch_size, config.data.bptt, config.data.num_workers,
         config.data.shuffle_buffer, config.train.batches_per_epoch,
     )
-    model = RNNLanguageModel(RNNLanguageModelConfig(len(data.tokenizer), **config.model.model_dump()))
+    settings = RNNLanguageModelConfig(len(data.tokenizer), **config.model.model_dump())
+    model = RNNLanguageModel(settings)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     rates = []
     for _ in range(config.train.max_epochs):

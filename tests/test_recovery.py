@@ -1,0 +1,56 @@
+"""A killed training worker: Ray Train restarts the group, which resumes from the last
+checkpoint (not from scratch), and the MLflow run still ends FINISHED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from mlflow.tracking import MlflowClient
+from ray.util.state import list_actors
+
+from orchestrator.launch import launch
+from tests.test_launch import small_config
+
+EPOCHS, STEPS = 4, 40
+
+
+def wait_for(predicate, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.2)
+
+
+def test_killed_worker_resumes_from_last_checkpoint(local_ray, markov_dataset, tmp_path):
+    config = small_config(
+        markov_dataset, tmp_path, "ray.max_failures=1", f"train.max_epochs={EPOCHS}",
+        f"train.batches_per_epoch={STEPS}", "name=recovers",
+    )
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = launch(config)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: any((tmp_path / "runs").glob("recovers-*/checkpoint_*")))
+    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    os.kill(workers[0].pid, signal.SIGKILL)
+    thread.join(timeout=300)
+
+    assert "error" not in outcome, outcome.get("error")
+    every_worker = list_actors(filters=[("class_name", "=", "RayTrainWorker")])
+    assert len(every_worker) == 4  # the first group of 2, then the restarted group
+    result = outcome["result"]
+    client = MlflowClient(result.tracking_uri)
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(result.run_id, "train_loss")]
+    assert max(steps) == EPOCHS * STEPS - 1  # every epoch was trained
+    assert steps.count(0) == 1  # the restarted group resumed; it did not start over
