@@ -132,4 +132,5 @@ class LanguageModelTask(pl.LightningModule):
         out = self.model.generate(
             torch.tensor([ids], device=self.device), length, temperature, generator
         )
-        return prompt + self.tokenizer.decode(out[0].tolist())
+        continuation = self.tokenizer.decode(out[0].tolist())
+        return prompt + ("" if self.tokenizer.level == "char" else " ") + continuation

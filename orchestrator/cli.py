@@ -87,8 +87,14 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(handler=_generate)
 
-    data = commands.add_parser("data", parents=[common], help="prepare datasets as shards")
-    prepare = data.add_subparsers(title="data commands").add_parser(
+    data = commands.add_parser("data", parents=[common], help="prepare and check datasets")
+    data_commands = data.add_subparsers(title="data commands")
+    verify = data_commands.add_parser(
+        "verify", parents=[common], help="check a local dataset's files against dataset.json"
+    )
+    verify.add_argument("path", help="a dataset folder")
+    verify.set_defaults(handler=_verify)
+    prepare = data_commands.add_parser(
         "prepare", parents=[common], help="raw data -> WebDataset shards + dataset.json"
     )
     kinds = prepare.add_subparsers(title="kinds")
@@ -190,6 +196,21 @@ def _prepare_text(args: argparse.Namespace) -> int:
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} samples, {info.tokens} tokens, {len(info.shards)} shards")
     print(f"wrote {args.out / 'dataset.json'} ({len(vocab)} {args.level} tokens in the vocabulary)")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from orchestrator.datasets.manifest import check_local_shards, load_manifest, verify_checksums
+
+    manifest = load_manifest(args.path)
+    check_local_shards(manifest)
+    corrupt = verify_checksums(manifest)
+    if corrupt:
+        raise OrchestratorError(
+            f"{args.path}: {', '.join(corrupt)} differ from the checksums in dataset.json; "
+            "prepare the dataset again"
+        )
+    print(f"{args.path}: all {len(manifest.checksums)} files match dataset.json")
     return 0
 
 

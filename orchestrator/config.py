@@ -118,7 +118,8 @@ class GenerateConfig(_Section):
 
 class ExperimentConfig(_Section):
     task: TaskName = "language_model"
-    name: str = "quickstart-char-lstm"
+    # Names the MLflow run and the checkpoint folder, so it must be path-safe.
+    name: str = Field("quickstart-char-lstm", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = 0
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)

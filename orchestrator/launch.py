@@ -110,7 +110,7 @@ def _connect_ray(address: str | None) -> str:
 
     if not ray.is_initialized():
         # "local" never attaches to another cluster on the machine by accident.
-        ray.init(address=address or "local", log_to_driver=True)
+        ray.init(address=address or "local")
     return ray.get_runtime_context().gcs_address
 
 

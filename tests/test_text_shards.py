@@ -90,6 +90,8 @@ def test_corrupt_shard_fails_with_a_dataset_error(markov_dataset, tmp_path):
     broken = copy / "val-000000.tar"
     broken.write_bytes(broken.read_bytes()[:700] + b"\x00garbage" * 50)
     assert verify_checksums(load_manifest(str(copy))) == ["val-000000.tar"]
+    assert main(["data", "verify", str(copy)]) == 2
+    assert main(["data", "verify", str(markov_dataset)]) == 0
     with pytest.raises(DatasetError, match="cannot read shard"):
         streamed_tokens(copy, "val")
 
