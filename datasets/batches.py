@@ -20,3 +20,11 @@ class LanguageModelBatch(TypedDict):
     targets: torch.Tensor  # (B, T) next-token ids, IGNORE_INDEX where there is none
     reset: torch.Tensor  # (B,) bool: row i starts a new text here, so drop its carried state
     stream: int  # which loader worker made it: hidden state is carried per stream
+
+
+class ClassificationBatch(TypedDict):
+    """Padded sentences with their lengths, for packed sequences, and class labels."""
+
+    tokens: torch.Tensor  # (B, T) token ids, padded with 0 after each sentence's length
+    lengths: torch.Tensor  # (B,) number of real tokens, >= 1
+    labels: torch.Tensor  # (B,) class index

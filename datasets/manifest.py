@@ -34,6 +34,7 @@ class DatasetManifest:
     vocab_file: str
     splits: dict[str, SplitInfo]
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> "sha256:<hex>"
+    labels: list[str] | None = None  # classification: class names in index order
     format_version: int = FORMAT_VERSION
     location: str = ""  # where it was read from; shard URLs resolve against it
 

@@ -1,13 +1,13 @@
-"""Sample corpora the project generates, so the first run and the tests need no download.
+"""Sample data the project generates, so the first run and the tests need no download.
 
 `markov` has a known entropy rate (ln 2 nats per character: perplexity 2), so a test can
 check that a model reaches it; `grammar` reads like English, so generated samples show
-at a glance whether a model learned something.
+at a glance whether a model learned something; `first_word` labels sentences by their
+first word, so direction matters to a classifier.
 """
 
 from __future__ import annotations
 
-import math
 import random
 
 MARKOV_ALPHABET = "abcdefgh"
@@ -58,8 +58,23 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(parts) + "."
 
 
-SAMPLE_CORPORA = {"markov": markov_text, "grammar": grammar_text}
+_POSITIVE_MARKERS = ["splendid", "superb", "lovely", "wonderful"]
+_NEGATIVE_MARKERS = ["dreadful", "awful", "dismal", "terrible"]
+_FILLERS = ["the", "film", "a", "story", "of", "and", "it", "was", "with", "scene", "actor",
+            "plot", "in", "some", "very", "long", "this", "that", "movie", "music"]
 
 
-def markov_entropy_nats() -> float:
-    return math.log(MARKOV_PERPLEXITY)
+def first_word_examples(
+    count: int, min_words: int = 20, max_words: int = 40, seed: int = 0
+) -> list[tuple[str, str]]:
+    """(label, sentence) pairs whose label is decided by the first word alone; the rest is
+    neutral filler. A model must carry one word across the whole sentence: easy read
+    backwards (bi-directional), hard for a plain left-to-right RNN's last state."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(count):
+        label = rng.choice(("negative", "positive"))
+        marker = rng.choice(_POSITIVE_MARKERS if label == "positive" else _NEGATIVE_MARKERS)
+        filler = rng.choices(_FILLERS, k=rng.randint(min_words, max_words) - 1)
+        examples.append((label, " ".join([marker, *filler])))
+    return examples

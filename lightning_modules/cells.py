@@ -13,7 +13,8 @@ Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def make_rnn(
-    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float
+    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+    bidirectional: bool = False,
 ) -> nn.RNNBase:
     """A batch-first stacked RNN; dropout acts between layers, so only when there are two."""
     if cell not in RNN_CELLS:
@@ -24,6 +25,7 @@ def make_rnn(
         num_layers=num_layers,
         dropout=dropout if num_layers > 1 else 0.0,
         batch_first=True,
+        bidirectional=bidirectional,
     )
 
 

@@ -13,6 +13,7 @@ from orchestrator.datasets.batches import IGNORE_INDEX, LanguageModelBatch
 from orchestrator.datasets.tokenizer import Tokenizer
 from orchestrator.lightning_modules.cells import Hidden, detach_hidden, reset_rows
 from orchestrator.lightning_modules.metrics import bits_per_token, perplexity_metric
+from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
@@ -108,21 +109,7 @@ class LanguageModelTask(pl.LightningModule):
         self._hidden = {key: value for key, value in self._hidden.items() if key[0] != stage}
 
     def configure_optimizers(self) -> dict[str, Any]:
-        settings = self.hparams["optim"]
-        if settings["optimizer"] == "sgd":
-            optimizer = torch.optim.SGD(
-                self.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
-            )
-        else:
-            optimizer = torch.optim.Adam(
-                self.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
-            )
-        decay, start = settings["lr_decay"], settings["lr_decay_start"]
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda epoch: decay ** max(0, epoch + 1 - start)
-        )
-        scheduler = {"scheduler": schedule, "interval": "epoch"}
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return configure_optimizers(self.parameters(), self.hparams["optim"])
 
     def generate_text(self, prompt: str, length: int, temperature: float, seed: int = 0) -> str:
         """The prompt followed by `length` sampled tokens."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from torchmetrics import MetricCollection
+from torchmetrics.classification import Accuracy, ConfusionMatrix, F1Score
 from torchmetrics.text import Perplexity
 
 from orchestrator.datasets.batches import IGNORE_INDEX
@@ -22,3 +24,18 @@ def perplexity_metric() -> Perplexity:
 def bits_per_token(perplexity: float) -> float:
     """Bits per character for a char-level model: log2 of its perplexity."""
     return math.log2(perplexity)
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Accuracy and macro F1 over a split, summed across ranks by torchmetrics."""
+    return MetricCollection(
+        {
+            "accuracy": Accuracy(task="multiclass", num_classes=num_classes),
+            "macro_f1": F1Score(task="multiclass", num_classes=num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+def confusion_matrix(num_classes: int) -> ConfusionMatrix:
+    return ConfusionMatrix(task="multiclass", num_classes=num_classes)

@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import OrchestratorError
 
@@ -87,6 +88,12 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(handler=_generate)
 
+    classify = commands.add_parser(
+        "classify", parents=[common], help="label sentences (one per line on stdin)"
+    )
+    classify.add_argument("checkpoint", help="a sentiment .ckpt file or Ray checkpoint folder")
+    classify.set_defaults(handler=_classify)
+
     data = commands.add_parser("data", parents=[common], help="prepare and check datasets")
     data_commands = data.add_subparsers(title="data commands")
     verify = data_commands.add_parser(
@@ -116,6 +123,23 @@ def _build_parser() -> argparse.ArgumentParser:
     text.add_argument("--min-freq", type=int, default=1)
     text.add_argument("--max-vocab", type=int, default=None)
     text.set_defaults(handler=_prepare_text)
+
+    labelled = kinds.add_parser(
+        "classification", parents=[common], help="labelled sentences for classification",
+        description="SST `stsa.*` files (`label sentence` per line) or SST parse trees.",
+    )
+    labelled.add_argument("--train", type=Path, required=True)
+    labelled.add_argument("--val", type=Path)
+    labelled.add_argument("--test", type=Path)
+    labelled.add_argument("--out", type=Path, required=True, help="output folder")
+    labelled.add_argument("--format", choices=["lines", "trees"], default="lines",
+                          help="`label sentence` lines, or SST trees (root label)")
+    labelled.add_argument("--labels", choices=["fine", "binary"], default="fine",
+                          help="trees: 5 classes, or 2 with neutral dropped")
+    labelled.add_argument("--keep-case", action="store_true", help="do not lower-case")
+    labelled.add_argument("--min-freq", type=int, default=1)
+    labelled.add_argument("--max-vocab", type=int, default=None)
+    labelled.set_defaults(handler=_prepare_classification)
     return parser
 
 
@@ -167,13 +191,57 @@ def _ui(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from orchestrator.lightning_modules.language_model import LanguageModelTask
 
-    checkpoint = Path(args.checkpoint)
+    module = _load_checkpoint(args.checkpoint, LanguageModelTask)
+    print(module.generate_text(args.prompt, args.length, args.temperature, seed=args.seed))
+    return 0
+
+
+def _load_checkpoint(path: str, module_class: type) -> Any:
+    checkpoint = Path(path)
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoint.ckpt"
     if not checkpoint.is_file():
         raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
-    module = LanguageModelTask.load_from_checkpoint(checkpoint, map_location="cpu")
-    print(module.generate_text(args.prompt, args.length, args.temperature, seed=args.seed))
+    return module_class.load_from_checkpoint(checkpoint, map_location="cpu")
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.sentiment import SentimentTask
+
+    module = _load_checkpoint(args.checkpoint, SentimentTask)
+    sentences = [line.strip() for line in sys.stdin if line.strip()]
+    for start in range(0, len(sentences), 256):
+        chunk = sentences[start : start + 256]
+        for sentence, label in zip(chunk, module.classify(chunk), strict=True):
+            print(f"{label}\t{sentence}")
+    return 0
+
+
+def _prepare_classification(args: argparse.Namespace) -> int:
+    from orchestrator.datasets import classification_shards as shards
+
+    def read(path: Path) -> list[tuple[str, str]]:
+        if not path.is_file():
+            raise OrchestratorError(f"input file {path} does not exist")
+        if args.format == "trees":
+            return shards.read_sst_trees(path, binary=args.labels == "binary")
+        return shards.read_labelled_lines(path)
+
+    named = {"train": args.train, "val": args.val, "test": args.test}
+    splits = {name: read(path) for name, path in named.items() if path is not None}
+    labels = None
+    if args.format == "trees":
+        labels = shards.SST_BINARY_LABELS if args.labels == "binary" else shards.SST_FINE_LABELS
+    try:
+        manifest = shards.prepare_classification(
+            splits, args.out, labels, lowercase=not args.keep_case, min_freq=args.min_freq,
+            max_vocab=args.max_vocab,
+        )
+    except ValueError as exc:
+        raise OrchestratorError(str(exc)) from None
+    for name, info in manifest.splits.items():
+        print(f"{name}: {info.samples} sentences, {len(info.shards)} shards")
+    print(f"wrote {args.out / 'dataset.json'} (labels: {', '.join(manifest.labels or [])})")
     return 0
 
 

@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from orchestrator.errors import OrchestratorError
 
 CellName = Literal["rnn", "gru", "lstm"]
-TaskName = Literal["language_model"]
+TaskName = Literal["language_model", "sentiment"]
+SampleName = Literal["grammar", "markov", "first_word"]
+# The task each built-in sample dataset is for, and each task's default sample.
+SAMPLE_TASKS: dict[str, str] = {
+    "grammar": "language_model", "markov": "language_model", "first_word": "sentiment",
+}
+DEFAULT_SAMPLES: dict[str, str] = {"language_model": "grammar", "sentiment": "first_word"}
 
 
 class _Section(BaseModel):
@@ -26,16 +32,23 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
+    """One model section for every task; a key says which tasks read it."""
+
     cell: CellName = "lstm"
     embedding_dim: int = Field(64, ge=1)
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    # Share the input embedding with the output projection (Press & Wolf 2017);
-    # needs embedding_dim == hidden_size.
+    # language_model: share the input embedding with the output projection (Press & Wolf
+    # 2017); needs embedding_dim == hidden_size.
     tie_weights: bool = False
-    # Uniform init in [-init_range, init_range] (Zaremba et al. use 0.1); null keeps torch's.
+    # language_model: uniform init in [-init_range, init_range] (Zaremba et al. use 0.1);
+    # null keeps torch's.
     init_range: float | None = Field(None, gt=0.0)
+    # sentiment: read the sentence both ways; "last" pooling then joins both final states.
+    bidirectional: bool = False
+    # sentiment: sentence vector from the final state ("last") or over valid timesteps.
+    pooling: Literal["last", "max", "mean"] = "last"
 
     @model_validator(mode="after")
     def _tied_sizes_match(self) -> ModelConfig:
@@ -48,16 +61,19 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    # A folder or URL holding dataset.json and the shards (see `orchestrator data prepare`).
-    path: str = "data/sample-text"
-    # When `path` has no dataset.json, generate this built-in sample corpus there first;
-    # null means the data must already exist.
-    sample: Literal["grammar", "markov"] | None = "grammar"
+    # A folder or URL holding dataset.json and the shards (see `orchestrator data prepare`);
+    # null: the task's built-in sample data, generated under data/ on first use.
+    path: str | None = None
+    # When `path` has no dataset.json, generate this built-in sample dataset there first;
+    # null (with a path) means the data must already exist.
+    sample: SampleName | None = None
     batch_size: int = Field(32, ge=1)
-    # Truncated-BPTT window: tokens per row per batch.
+    # language_model: truncated-BPTT window, tokens per row per batch.
     bptt: int = Field(64, ge=1)
-    # Carry the hidden state across consecutive windows of a stream (stateful TBPTT).
+    # language_model: carry the hidden state across consecutive windows (stateful TBPTT).
     carry_hidden: bool = True
+    # sentiment: longer sentences are cut to this many tokens.
+    max_tokens: int = Field(200, ge=1)
     num_workers: int = Field(1, ge=0)
     shuffle_buffer: int = Field(64, ge=0)
 
@@ -128,6 +144,18 @@ class ExperimentConfig(_Section):
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> ExperimentConfig:
+        if self.data.sample is not None and SAMPLE_TASKS[self.data.sample] != self.task:
+            raise ValueError(
+                f"data.sample {self.data.sample} is a {SAMPLE_TASKS[self.data.sample]} dataset; "
+                f"task {self.task} uses data.sample={DEFAULT_SAMPLES[self.task]}"
+            )
+        if self.task == "language_model" and self.model.bidirectional:
+            raise ValueError("model.bidirectional=true cannot predict the next token; "
+                             "it is for task sentiment")
+        return self
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:

@@ -15,19 +15,15 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig, flatten
 from orchestrator.datasets.manifest import (
     MANIFEST_NAME,
     DatasetError,
     check_local_shards,
     load_manifest,
 )
-from orchestrator.datasets.synthetic import SAMPLE_CORPORA
-from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
 from orchestrator.errors import OrchestratorError
-from orchestrator.tasks import TASKS
-
-SAMPLE_CORPUS_CHARS = 300_000
+from orchestrator.tasks import SAMPLE_DATASETS, TASKS
 
 
 @dataclass
@@ -37,6 +33,7 @@ class LaunchResult:
     metrics: dict[str, float]
     checkpoint: str  # the best checkpoint's Lightning file
     samples: list[str]
+    summary_metrics: tuple[str, ...]
 
 
 def launch(config: ExperimentConfig) -> LaunchResult:
@@ -58,19 +55,25 @@ def launch(config: ExperimentConfig) -> LaunchResult:
         MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
         result = _fit(config, uri, run_id, run_name)
         best = _best_checkpoint_file(result, config)
-        samples = _generate_samples(config, best)
+        task = TASKS[config.task]
+        samples = task.samples(task.module_class.load_from_checkpoint(best, map_location="cpu"),
+                               config)
         _log_outputs(uri, run_id, best, samples)
         # MLflow holds the last value of every metric, test metrics included.
         metrics = MlflowClient(uri).get_run(run_id).data.metrics
         succeeded = True
-        return LaunchResult(run_id, uri, metrics, str(best), samples)
+        return LaunchResult(run_id, uri, metrics, str(best), samples, task.summary_metrics)
     finally:
         tracking.end_run(uri, run_id, succeeded)
 
 
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
-    """Local paths made absolute: Ray workers run in another working directory."""
+    """Local paths made absolute (Ray workers run in another working directory), and
+    the task's built-in sample dataset when no data.path is given."""
     config = config.model_copy(deep=True)
+    if config.data.path is None:
+        config.data.sample = config.data.sample or DEFAULT_SAMPLES[config.task]
+        config.data.path = f"data/sample-{config.data.sample}"
     if "://" not in config.data.path and not config.data.path.startswith("pipe:"):
         config.data.path = str(Path(config.data.path).resolve())
     if "://" not in config.ray.storage_path:
@@ -88,9 +91,8 @@ def ensure_dataset(config: ExperimentConfig) -> None:
                 f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
                 f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
             )
-        text = SAMPLE_CORPORA[config.data.sample](SAMPLE_CORPUS_CHARS, seed=config.seed)
-        print(f"generating the {config.data.sample!r} sample corpus in {path}")
-        prepare_text(split_by_fraction(text, 0.05, 0.05), Path(path), "char", 512, 32)
+        print(f"generating the {config.data.sample!r} sample dataset in {path}")
+        SAMPLE_DATASETS[config.data.sample](Path(path), config.seed)
     try:
         manifest = load_manifest(path)
         check_local_shards(manifest)
@@ -184,15 +186,6 @@ def _best_checkpoint_file(result: Any, config: ExperimentConfig) -> Path:
     return Path(checkpoint.path) / RayTrainReportCallback.CHECKPOINT_NAME
 
 
-def _generate_samples(config: ExperimentConfig, checkpoint: Path) -> list[str]:
-    module = TASKS[config.task].module_class.load_from_checkpoint(checkpoint, map_location="cpu")
-    generate = config.generate
-    return [
-        module.generate_text(prompt, generate.length, generate.temperature, seed=config.seed)
-        for prompt in generate.prompts
-    ]
-
-
 def _log_inputs(uri: str, run_id: str, config: ExperimentConfig) -> None:
     client = MlflowClient(uri)
     client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False), "config.yaml")
@@ -212,11 +205,9 @@ def summary(result: LaunchResult) -> str:
     metrics = result.metrics
     lines = []
     for stage in ("val", "test"):
-        if f"{stage}_perplexity" in metrics:
-            line = f"{stage} perplexity {metrics[f'{stage}_perplexity']:.3f}"
-            if f"{stage}_bpc" in metrics:
-                line += f" ({metrics[f'{stage}_bpc']:.3f} bits per char)"
-            lines.append(line)
+        values = [f"{name.replace('_', ' ')} {metrics[f'{stage}_{name}']:.4g}"
+                  for name in result.summary_metrics if f"{stage}_{name}" in metrics]
+        lines.append(f"{stage}: " + ", ".join(values))
     if result.samples:
         lines.append(f"sample: {result.samples[0][:120]!r}")
     lines += [

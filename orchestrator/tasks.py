@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytorch_lightning as pl
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.datasets.classification_data import ClassificationDataModule
+from orchestrator.datasets.classification_shards import prepare_classification
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
+from orchestrator.datasets.synthetic import first_word_examples, grammar_text, markov_text
+from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
 from orchestrator.lightning_modules.language_model import LanguageModelTask
+from orchestrator.lightning_modules.sentiment import SentimentTask
 
 
 @dataclass(frozen=True)
@@ -19,30 +25,56 @@ class TaskSpec:
     build_module: Callable[[ExperimentConfig, pl.LightningDataModule], pl.LightningModule]
     monitor: str  # validation metric that ranks checkpoints
     mode: str  # "min" or "max"
+    summary_metrics: tuple[str, ...]  # printed at the end of a launch, as val_* and test_*
+    # Example outputs of a trained model, logged as samples.txt
+    samples: Callable[[pl.LightningModule, ExperimentConfig], list[str]]
 
 
 def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
     data = config.data
     return LanguageModelDataModule(
-        data.path,
-        batch_size=data.batch_size,
-        bptt=data.bptt,
-        num_workers=data.num_workers,
-        shuffle_buffer=data.shuffle_buffer,
-        batches_per_epoch=config.train.batches_per_epoch,
+        data.path, batch_size=data.batch_size, bptt=data.bptt, num_workers=data.num_workers,
+        shuffle_buffer=data.shuffle_buffer, batches_per_epoch=config.train.batches_per_epoch,
     )
 
 
 def _language_model(
     config: ExperimentConfig, datamodule: LanguageModelDataModule
 ) -> LanguageModelTask:
+    model = config.model.model_dump(exclude={"bidirectional", "pooling"})
     return LanguageModelTask(
-        model=config.model.model_dump(),
-        optim=config.optim.model_dump(),
-        vocab=datamodule.tokenizer.tokens,
-        level=datamodule.tokenizer.level,
-        carry_hidden=config.data.carry_hidden,
+        model=model, optim=config.optim.model_dump(), vocab=datamodule.tokenizer.tokens,
+        level=datamodule.tokenizer.level, carry_hidden=config.data.carry_hidden,
     )
+
+
+def _generated_text(module: LanguageModelTask, config: ExperimentConfig) -> list[str]:
+    settings = config.generate
+    return [
+        module.generate_text(prompt, settings.length, settings.temperature, seed=config.seed)
+        for prompt in settings.prompts
+    ]
+
+
+def _sentiment_data(config: ExperimentConfig) -> ClassificationDataModule:
+    data = config.data
+    return ClassificationDataModule(
+        data.path, batch_size=data.batch_size, num_workers=data.num_workers,
+        shuffle_buffer=data.shuffle_buffer, batches_per_epoch=config.train.batches_per_epoch,
+        max_tokens=data.max_tokens,
+    )
+
+
+def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -> SentimentTask:
+    model = config.model.model_dump(exclude={"tie_weights", "init_range"})
+    return SentimentTask(model=model, optim=config.optim.model_dump(),
+                         vocab=datamodule.tokenizer.tokens, labels=datamodule.labels)
+
+
+def _classified_prompts(module: SentimentTask, config: ExperimentConfig) -> list[str]:
+    prompts = config.generate.prompts
+    return [f"{label}\t{text}" for text, label in zip(prompts, module.classify(prompts),
+                                                       strict=True)]
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -52,5 +84,41 @@ TASKS: dict[str, TaskSpec] = {
         build_module=_language_model,
         monitor="val_loss",
         mode="min",
+        summary_metrics=("perplexity", "bpc"),
+        samples=_generated_text,
     ),
+    "sentiment": TaskSpec(
+        module_class=SentimentTask,
+        build_datamodule=_sentiment_data,
+        build_module=_sentiment,
+        monitor="val_accuracy",
+        mode="max",
+        summary_metrics=("accuracy", "macro_f1"),
+        samples=_classified_prompts,
+    ),
+}
+
+
+SAMPLE_SIZE_CHARS = 300_000
+
+
+def _write_text_sample(corpus: Callable[..., str]) -> Callable[[Path, int], None]:
+    def write(path: Path, seed: int) -> None:
+        text = corpus(SAMPLE_SIZE_CHARS, seed=seed)
+        prepare_text(split_by_fraction(text, 0.05, 0.05), path, "char", 512, 32)
+
+    return write
+
+
+def _write_first_word_sample(path: Path, seed: int) -> None:
+    rows = first_word_examples(3000, seed=seed)
+    splits = {"train": rows[:2400], "val": rows[2400:2700], "test": rows[2700:]}
+    prepare_classification(splits, path, samples_per_shard=500)
+
+
+# The built-in sample datasets (config `data.sample`): name -> writer(path, seed).
+SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
+    "grammar": _write_text_sample(grammar_text),
+    "markov": _write_text_sample(markov_text),
+    "first_word": _write_first_word_sample,
 }

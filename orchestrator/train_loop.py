@@ -54,6 +54,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
     final.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     if trainer.global_rank == 0:
+        # Pictures the module drew on test (e.g. a confusion matrix) become artifacts.
+        for name, figure in getattr(module, "figures", {}).items():
+            logger.experiment.log_figure(logger.run_id, figure, name)
         mlflow.flush_async_logging()
     ray.train.report(metrics=final)
 

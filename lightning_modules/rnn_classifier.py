@@ -1,0 +1,65 @@
+"""A sentence classifier: embedding -> (bi-directional) RNN stack -> pooling -> linear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from orchestrator.lightning_modules.cells import make_rnn
+
+
+@dataclass
+class RNNClassifierConfig:
+    vocab_size: int
+    num_classes: int
+    cell: str = "lstm"  # rnn, gru or lstm
+    embedding_dim: int = 100
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.3
+    bidirectional: bool = True
+    # "last": final state (of both directions when bi-directional); "max"/"mean" over the
+    # valid timesteps of the top layer, padding masked out.
+    pooling: str = "last"
+
+
+class RNNClassifier(nn.Module):
+    def __init__(self, config: RNNClassifierConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.rnn = make_rnn(config.cell, config.embedding_dim, config.hidden_size,
+                            config.num_layers, config.dropout, config.bidirectional)
+        self.dropout = nn.Dropout(config.dropout)
+        directions = 2 if config.bidirectional else 1
+        self.head = nn.Linear(directions * config.hidden_size, config.num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T), lengths (B,) -> class logits (B, C). Packed, so padding is free."""
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, hidden = self.rnn(packed)
+        if self.config.pooling == "last":
+            features = self._last_states(hidden)  # (B, D*H)
+        else:
+            features = self._pool(outputs, lengths)
+        return self.head(self.dropout(features))
+
+    def _last_states(self, hidden: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        h_n = hidden[0] if isinstance(hidden, tuple) else hidden  # (L*D, B, H)
+        if self.config.bidirectional:
+            # the top layer's forward state (after the last token) and backward state
+            # (after reading back to the first token)
+            return torch.cat([h_n[-2], h_n[-1]], dim=-1)
+        return h_n[-1]
+
+    def _pool(self, packed_outputs: nn.utils.rnn.PackedSequence, lengths: torch.Tensor):
+        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True)  # (B, T, D*H)
+        steps = torch.arange(outputs.size(1), device=outputs.device)
+        valid = (steps[None, :] < lengths.to(outputs.device)[:, None]).unsqueeze(-1)  # (B,T,1)
+        if self.config.pooling == "max":
+            return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return (outputs * valid).sum(dim=1) / valid.sum(dim=1)
