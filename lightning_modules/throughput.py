@@ -1,4 +1,4 @@
-"""Training throughput in target tokens per second, logged once per epoch.
+"""Training throughput in tokens per second, logged once per epoch.
 
 The clock runs from the epoch's first batch to its last, so loader start-up and the
 validation that follows are not counted: the number compares with a plain training loop.
@@ -33,7 +33,7 @@ class TokenThroughput(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int,
     ) -> None:
-        self._tokens += int((batch["targets"] != IGNORE_INDEX).sum())
+        self._tokens += tokens_in(batch)
         self._finished = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -42,3 +42,10 @@ class TokenThroughput(pl.Callback):
         # Every rank runs the same number of equally sized batches.
         rate = self._tokens * trainer.world_size / (self._finished - self._started)
         pl_module.log("train_tokens_per_sec", rate, rank_zero_only=True)
+
+
+def tokens_in(batch: dict[str, Any]) -> int:
+    """Tokens a batch trains on: predicted targets (sequence outputs), else input lengths."""
+    if "targets" in batch:
+        return int((batch["targets"] != IGNORE_INDEX).sum())
+    return int(batch["lengths"].sum())

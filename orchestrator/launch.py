@@ -167,7 +167,7 @@ def _root_cause(exc: Exception) -> str:
         while getattr(cause, "cause", None) is not None:
             cause = cause.cause
         lines = [line for line in str(cause).strip().splitlines() if line.strip()]
-        return f"rank {rank}: {lines[-1] if lines else type(cause).__name__}"
+        return f"rank {rank}: {type(cause).__name__}: {lines[-1] if lines else ''}"
     return str(exc).strip().splitlines()[-1]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -100,3 +101,29 @@ def test_nan_loss_fails_the_run_with_a_clear_message(launched, markov_dataset, w
     statuses = {r.info.run_name.split("-2")[0]: r.info.status
                 for r in client.search_runs([experiment])}
     assert statuses == {"quickstart-char-lstm": "FINISHED", "diverges": "FAILED"}
+
+
+def test_sentiment_launch_on_its_sample_data_logs_accuracy_and_confusion_matrix(
+    launched, workdir, monkeypatch, capsys
+):
+    config = load_config(None, [
+        "task=sentiment", "model.bidirectional=true", "model.hidden_size=32",
+        "model.embedding_dim=16", "model.num_layers=1", "train.max_epochs=2",
+        "train.progress_bar=false", "optim.lr=0.01", "generate.prompts=[superb the film]",
+        f"tracking.uri={launched.tracking_uri}", f"ray.storage_path={workdir}/runs",
+        "name=sentiment",
+    ])
+    result = launch(config)  # generates the first_word sample into data/sample-first_word
+    assert (workdir / "data" / "sample-first_word" / "dataset.json").is_file()
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_accuracy"] > 0.9
+    assert 0 < run.data.metrics["test_macro_f1"] <= 1
+    assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(result.run_id)}
+    assert result.samples == ["positive\tsuperb the film"]
+
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("dreadful the plot of the film\n"))
+    assert main(["classify", result.checkpoint]) == 0
+    assert capsys.readouterr().out == "negative\tdreadful the plot of the film\n"

@@ -1,0 +1,82 @@
+"""Sentiment: SST readers, and a bi-directional RNN that learns a first-word label that a
+left-to-right plain RNN's last state cannot keep."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+
+from orchestrator.cli import main
+from orchestrator.datasets.classification_data import ClassificationDataModule
+from orchestrator.datasets.classification_shards import (
+    prepare_classification,
+    read_labelled_lines,
+    read_sst_trees,
+)
+from orchestrator.datasets.manifest import load_manifest
+from orchestrator.datasets.synthetic import first_word_examples
+from orchestrator.lightning_modules.sentiment import SentimentTask
+
+TREES = Path(__file__).with_name("fixtures") / "sst_trees.txt"
+OPTIM = {"optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0, "clip": 1.0,
+         "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
+
+
+def test_tree_root_labels_give_the_documented_counts():
+    fine = read_sst_trees(TREES, binary=False)
+    assert Counter(label for label, _ in fine) == {
+        "very negative": 1, "negative": 1, "neutral": 1, "positive": 1, "very positive": 2,
+    }
+    assert fine[0] == ("very negative", "A dull mess .")
+    binary = read_sst_trees(TREES, binary=True)  # neutral dropped, 0-1 and 3-4 folded
+    assert Counter(label for label, _ in binary) == {"negative": 2, "positive": 3}
+
+
+def test_stsa_lines_and_prepare_record_labels(tmp_path):
+    lines = tmp_path / "stsa.binary.train"
+    lines.write_text("1 a gorgeous film .\n0\tone long string of cliches .\n\n1 fine\n")
+    rows = read_labelled_lines(lines)
+    assert rows == [("1", "a gorgeous film ."), ("0", "one long string of cliches ."),
+                    ("1", "fine")]
+    assert main(["data", "prepare", "classification", "--train", str(lines), "--test",
+                 str(lines), "--out", str(tmp_path / "out")]) == 0
+    manifest = load_manifest(str(tmp_path / "out"))
+    assert manifest.task == "sentiment"
+    assert manifest.labels == ["0", "1"]
+    assert manifest.splits["test"].samples == 3
+
+
+@pytest.fixture(scope="module")
+def first_word_data(tmp_path_factory) -> Path:
+    rows = first_word_examples(3000, min_words=30, max_words=50, seed=5)
+    out = tmp_path_factory.mktemp("first_word")
+    prepare_classification({"train": rows[:2400], "val": rows[2400:]}, out,
+                           samples_per_shard=400, show_progress=False)
+    return out
+
+
+def val_accuracy(data: Path, cell: str, bidirectional: bool, epochs: int) -> float:
+    pl.seed_everything(0, verbose=False)
+    datamodule = ClassificationDataModule(str(data), batch_size=32, num_workers=0)
+    task = SentimentTask(
+        model={"cell": cell, "embedding_dim": 16, "hidden_size": 32, "num_layers": 1,
+               "dropout": 0.0, "bidirectional": bidirectional, "pooling": "last"},
+        optim=OPTIM, vocab=datamodule.tokenizer.tokens, labels=datamodule.labels,
+    )
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, gradient_clip_val=1.0,
+                         num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=datamodule)
+    return trainer.validate(task, datamodule=datamodule, verbose=False)[0]["val_accuracy"]
+
+
+def test_direction_matters_for_a_label_set_by_the_first_word(first_word_data):
+    bidirectional = val_accuracy(first_word_data, "lstm", bidirectional=True, epochs=3)
+    left_to_right = val_accuracy(first_word_data, "rnn", bidirectional=False, epochs=3)
+    assert bidirectional >= 0.95
+    # 30-50 words of filler between the deciding word and the plain RNN's last state
+    assert left_to_right <= bidirectional - 0.2, (left_to_right, bidirectional)
