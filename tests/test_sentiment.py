@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from orchestrator.cli import main
 from orchestrator.datasets.classification_data import ClassificationDataModule
@@ -18,6 +19,7 @@ from orchestrator.datasets.classification_shards import (
 )
 from orchestrator.datasets.manifest import load_manifest
 from orchestrator.datasets.synthetic import first_word_examples
+from orchestrator.lightning_modules.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from orchestrator.lightning_modules.sentiment import SentimentTask
 
 TREES = Path(__file__).with_name("fixtures") / "sst_trees.txt"
@@ -80,3 +82,16 @@ def test_direction_matters_for_a_label_set_by_the_first_word(first_word_data):
     assert bidirectional >= 0.95
     # 30-50 words of filler between the deciding word and the plain RNN's last state
     assert left_to_right <= bidirectional - 0.2, (left_to_right, bidirectional)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_changes_nothing(pooling, bidirectional):
+    model = RNNClassifier(RNNClassifierConfig(vocab_size=20, num_classes=3, cell="gru",
+                                              embedding_dim=8, hidden_size=8, dropout=0.0,
+                                              bidirectional=bidirectional, pooling=pooling))
+    sentence = torch.tensor([[5, 6, 7]])
+    padded = torch.tensor([[5, 6, 7, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
+    alone = model(sentence, torch.tensor([3]))
+    in_batch = model(padded, torch.tensor([3, 6]))[:1]
+    torch.testing.assert_close(alone, in_batch)
