@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import RunStatus
+from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import TrackingConfig
@@ -69,8 +69,6 @@ def start_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) ->
 
 
 def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
-    from mlflow.entities import Param
-
     client = MlflowClient(tracking_uri=uri)
     items = [Param(key, str(value)) for key, value in params.items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
