@@ -57,12 +57,12 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    names = [args.only] if args.only else list(RUNS)
-    rows = [run_one(name, args.shared.resolve(), args.overrides) for name in names]
-    notes = ("Trained on CPU through `orchestrator launch` with the shipped configs"
+    notes = ("Trained on CPU through `orchestrator launch` with the shipped config"
              + (f", overrides {' '.join(args.overrides)}" if args.overrides else "")
              + ". Test perplexity uses the final weights.")
-    print(append_section("Language models on real data", rows, notes))
+    for name in [args.only] if args.only else list(RUNS):
+        row = run_one(name, args.shared.resolve(), args.overrides)
+        print(append_section(f"Language model on real data: {name}", [row], notes))
 
 
 if __name__ == "__main__":

@@ -28,3 +28,14 @@ class ClassificationBatch(TypedDict):
     tokens: torch.Tensor  # (B, T) token ids, padded with 0 after each sentence's length
     lengths: torch.Tensor  # (B,) number of real tokens, >= 1
     labels: torch.Tensor  # (B,) class index
+
+
+class TranslationBatch(TypedDict):
+    """Source and target sentences as padded id tensors, with the raw text for BLEU."""
+
+    src: torch.Tensor  # (B, S) source ids, <pad> after each sentence's length
+    src_lengths: torch.Tensor  # (B,) >= 1
+    tgt_in: torch.Tensor  # (B, T) <bos> + target ids: the decoder's inputs (teacher forcing)
+    tgt_out: torch.Tensor  # (B, T) target ids + <eos>: what it must predict, IGNORE_INDEX pad
+    sources: list[str]  # raw source sentences
+    references: list[str]  # raw target sentences, as BLEU's references

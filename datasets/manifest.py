@@ -35,6 +35,10 @@ class DatasetManifest:
     splits: dict[str, SplitInfo]
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> "sha256:<hex>"
     labels: list[str] | None = None  # classification: class names in index order
+    # translation: the target side's vocabulary (vocab_file is the source side's), the
+    # language codes and how text is tokenised: {"src": "de", "tgt": "en", "tokenizer": ...}
+    target_vocab_file: str | None = None
+    text: dict[str, str] | None = None
     format_version: int = FORMAT_VERSION
     location: str = ""  # where it was read from; shard URLs resolve against it
 

@@ -3,7 +3,8 @@
 `markov` has a known entropy rate (ln 2 nats per character: perplexity 2), so a test can
 check that a model reaches it; `grammar` reads like English, so generated samples show
 at a glance whether a model learned something; `first_word` labels sentences by their
-first word, so direction matters to a classifier.
+first word, so direction matters to a classifier; `dates` rewrites dates, so a translation
+model must learn an alignment.
 """
 
 from __future__ import annotations
@@ -78,3 +79,19 @@ def first_word_examples(
         filler = rng.choices(_FILLERS, k=rng.randint(min_words, max_words) - 1)
         examples.append((label, " ".join([marker, *filler])))
     return examples
+
+
+_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december"]
+
+
+def date_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(source, target) date rewrites, "17 march 2024" -> "2024 - 03 - 17": the model must
+    reorder (day and year swap places) and map month names to numbers, so attention has
+    to find the right source word for each output word."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        day, month, year = rng.randint(1, 28), rng.randint(1, 12), rng.randint(1950, 2049)
+        pairs.append((f"{day} {_MONTHS[month - 1]} {year}", f"{year} - {month:02d} - {day:02d}"))
+    return pairs

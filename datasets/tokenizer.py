@@ -11,6 +11,8 @@ from typing import Literal
 Level = Literal["char", "word"]
 UNK = "<unk>"
 EOS = "<eos>"  # word level only: the end of a line, so line structure survives tokenisation
+PAD = "<pad>"  # sequence-to-sequence only: fills batches after each sentence's end
+BOS = "<bos>"  # sequence-to-sequence only: the decoder's first input
 
 
 class Tokenizer:
@@ -25,11 +27,15 @@ class Tokenizer:
 
     @classmethod
     def build(
-        cls, level: Level, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None
+        cls, level: Level, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None,
+        sequence_specials: bool = False,
     ) -> Tokenizer:
-        """Vocabulary of the tokens seen at least `min_freq` times, most frequent first."""
+        """Vocabulary of the tokens seen at least `min_freq` times, most frequent first.
+        `sequence_specials` adds <pad> and <bos> for sequence-to-sequence models."""
         counts = Counter(token for text in texts for token in split_tokens(level, text))
         specials = [UNK] if level == "char" else [UNK, EOS]
+        if sequence_specials:
+            specials += [PAD, BOS]
         for special in specials:
             counts.pop(special, None)
         ranked = sorted(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from sacrebleu.metrics import BLEU
 from torchmetrics import MetricCollection
 from torchmetrics.classification import Accuracy, ConfusionMatrix, F1Score
 from torchmetrics.text import Perplexity
@@ -39,3 +40,10 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
 
 def confusion_matrix(num_classes: int) -> ConfusionMatrix:
     return ConfusionMatrix(task="multiclass", num_classes=num_classes)
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, str]:
+    """sacrebleu's corpus BLEU on detokenised text, and its signature string."""
+    bleu = BLEU()
+    score = bleu.corpus_score(hypotheses, [references])
+    return score.score, str(bleu.get_signature())

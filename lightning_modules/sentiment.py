@@ -34,7 +34,7 @@ class SentimentTask(pl.LightningModule):
         self.val_metrics = classification_metrics(len(labels), prefix="val_")
         self.test_metrics = classification_metrics(len(labels), prefix="test_")
         self.test_confusion = confusion_matrix(len(labels))
-        self.figures: dict[str, Figure] = {}  # logged as artifacts by the launcher's callback
+        self.artifacts: dict[str, Figure | str] = {}  # logged by the launcher's train loop
 
     def training_step(self, batch: ClassificationBatch, batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["tokens"], batch["lengths"])
@@ -70,7 +70,7 @@ class SentimentTask(pl.LightningModule):
         self.test_metrics.reset()
         figure, _ = self.test_confusion.plot(labels=self.labels)
         figure.set_size_inches(1.2 * len(self.labels) + 3, 1.2 * len(self.labels) + 2.5)
-        self.figures["confusion_matrix.png"] = figure
+        self.artifacts["confusion_matrix.png"] = figure
         self.test_confusion.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:

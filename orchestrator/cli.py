@@ -94,6 +94,14 @@ def _build_parser() -> argparse.ArgumentParser:
     classify.add_argument("checkpoint", help="a sentiment .ckpt file or Ray checkpoint folder")
     classify.set_defaults(handler=_classify)
 
+    translate = commands.add_parser(
+        "translate", parents=[common], help="translate sentences (stdin or --input FILE)"
+    )
+    translate.add_argument("checkpoint", help="a translation .ckpt file or Ray checkpoint folder")
+    translate.add_argument("--beam-size", type=int, default=5)
+    translate.add_argument("--input", type=Path, help="one sentence a line (default: stdin)")
+    translate.set_defaults(handler=_translate)
+
     data = commands.add_parser("data", parents=[common], help="prepare and check datasets")
     data_commands = data.add_subparsers(title="data commands")
     verify = data_commands.add_parser(
@@ -140,6 +148,23 @@ def _build_parser() -> argparse.ArgumentParser:
     labelled.add_argument("--min-freq", type=int, default=1)
     labelled.add_argument("--max-vocab", type=int, default=None)
     labelled.set_defaults(handler=_prepare_classification)
+
+    parallel = kinds.add_parser(
+        "translation", parents=[common], help="parallel text for translation",
+        description="Files PREFIX.SRC and PREFIX.TGT per split, one sentence a line "
+        "(the Multi30k and fairseq-preprocess layout).",
+    )
+    parallel.add_argument("-s", "--source-lang", required=True)
+    parallel.add_argument("-t", "--target-lang", required=True)
+    parallel.add_argument("--train", required=True, help="prefix of the training files")
+    parallel.add_argument("--val", help="prefix of the validation files")
+    parallel.add_argument("--test", help="prefix of the test files")
+    parallel.add_argument("--out", type=Path, required=True, help="output folder")
+    parallel.add_argument("--lowercase", action="store_true")
+    parallel.add_argument("--min-freq", type=int, default=2)
+    parallel.add_argument("--max-vocab", type=int, default=None)
+    parallel.add_argument("--samples-per-shard", type=int, default=5000)
+    parallel.set_defaults(handler=_prepare_translation)
     return parser
 
 
@@ -242,6 +267,45 @@ def _prepare_classification(args: argparse.Namespace) -> int:
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} sentences, {len(info.shards)} shards")
     print(f"wrote {args.out / 'dataset.json'} (labels: {', '.join(manifest.labels or [])})")
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.translation import TranslationTask
+
+    module = _load_checkpoint(args.checkpoint, TranslationTask)
+    lines = (_read(args.input) if args.input else sys.stdin.read()).splitlines()
+    sentences = [line.strip() for line in lines if line.strip()]
+    for start in range(0, len(sentences), 64):
+        for translation in module.translate(sentences[start : start + 64], args.beam_size):
+            print(translation)
+    return 0
+
+
+def _prepare_translation(args: argparse.Namespace) -> int:
+    from orchestrator.datasets.translation_shards import prepare_translation, read_parallel
+
+    prefixes = {"train": args.train, "val": args.val, "test": args.test}
+    splits = {}
+    for name, prefix in prefixes.items():
+        if prefix is None:
+            continue
+        source = Path(f"{prefix}.{args.source_lang}")
+        target = Path(f"{prefix}.{args.target_lang}")
+        for path in (source, target):
+            if not path.is_file():
+                raise OrchestratorError(f"input file {path} does not exist")
+        try:
+            splits[name] = read_parallel(source, target)
+        except ValueError as exc:
+            raise OrchestratorError(str(exc)) from None
+    manifest = prepare_translation(
+        splits, args.out, args.source_lang, args.target_lang, args.lowercase, args.min_freq,
+        args.max_vocab, args.samples_per_shard,
+    )
+    for name, info in manifest.splits.items():
+        print(f"{name}: {info.samples} sentence pairs, {len(info.shards)} shards")
+    print(f"wrote {args.out / 'dataset.json'}")
     return 0
 
 

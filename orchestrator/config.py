@@ -16,13 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from orchestrator.errors import OrchestratorError
 
 CellName = Literal["rnn", "gru", "lstm"]
-TaskName = Literal["language_model", "sentiment"]
-SampleName = Literal["grammar", "markov", "first_word"]
+TaskName = Literal["language_model", "sentiment", "translation"]
+SampleName = Literal["grammar", "markov", "first_word", "dates"]
 # The task each built-in sample dataset is for, and each task's default sample.
 SAMPLE_TASKS: dict[str, str] = {
     "grammar": "language_model", "markov": "language_model", "first_word": "sentiment",
+    "dates": "translation",
 }
-DEFAULT_SAMPLES: dict[str, str] = {"language_model": "grammar", "sentiment": "first_word"}
+DEFAULT_SAMPLES: dict[str, str] = {
+    "language_model": "grammar", "sentiment": "first_word", "translation": "dates",
+}
 
 
 class _Section(BaseModel):
@@ -45,10 +48,17 @@ class ModelConfig(_Section):
     # language_model: uniform init in [-init_range, init_range] (Zaremba et al. use 0.1);
     # null keeps torch's.
     init_range: float | None = Field(None, gt=0.0)
-    # sentiment: read the sentence both ways; "last" pooling then joins both final states.
+    # sentiment, translation (encoder): read the sentence both ways; for sentiment "last"
+    # pooling then joins both final states.
     bidirectional: bool = False
     # sentiment: sentence vector from the final state ("last") or over valid timesteps.
     pooling: Literal["last", "max", "mean"] = "last"
+    # translation: the attention score, dot/general (Luong) or concat (Bahdanau).
+    attention: Literal["dot", "general", "concat"] = "general"
+    # translation: feed the previous attentional state into the decoder (Luong).
+    input_feeding: bool = False
+    # translation: spread this much of the target probability over the vocabulary.
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _tied_sizes_match(self) -> ModelConfig:
@@ -124,6 +134,26 @@ class TrackingConfig(_Section):
     experiment: str = "rnn-orchestrator"
 
 
+class EvalConfig(_Section):
+    """Decoding for generating tasks (translation): test BLEU at every beam size."""
+
+    beam_sizes: list[int] = Field(default_factory=lambda: [1, 5], min_length=1)
+    length_penalty: Literal["none", "average", "gnmt"] = "gnmt"
+    alpha: float = Field(0.6, ge=0.0)  # GNMT length penalty ((5 + len) / 6) ** alpha
+    max_length: int = Field(100, ge=1)
+    # Stop a hypothesis at ratio * source length (+ 5) tokens; null: only max_length.
+    max_length_ratio: float | None = Field(1.5, gt=0.0)
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    # Validation BLEU is computed on this many batches each epoch (greedy decoding).
+    val_bleu_batches: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _positive_beams(self) -> EvalConfig:
+        if any(size < 1 for size in self.beam_sizes):
+            raise ValueError(f"eval.beam_sizes must be positive (got {self.beam_sizes})")
+        return self
+
+
 class GenerateConfig(_Section):
     """Text sampled from the trained model and logged as an artifact."""
 
@@ -144,6 +174,7 @@ class ExperimentConfig(_Section):
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
     def _fits_the_task(self) -> ExperimentConfig:

@@ -205,8 +205,9 @@ def summary(result: LaunchResult) -> str:
     metrics = result.metrics
     lines = []
     for stage in ("val", "test"):
-        values = [f"{name.replace('_', ' ')} {metrics[f'{stage}_{name}']:.4g}"
-                  for name in result.summary_metrics if f"{stage}_{name}" in metrics]
+        values = [f"{key[len(stage) + 1:].replace('_', ' ')} {value:.4g}"
+                  for key, value in sorted(metrics.items())
+                  if key.startswith(tuple(f"{stage}_{name}" for name in result.summary_metrics))]
         lines.append(f"{stage}: " + ", ".join(values))
     if result.samples:
         lines.append(f"sample: {result.samples[0][:120]!r}")

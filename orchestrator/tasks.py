@@ -12,10 +12,18 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.datasets.classification_data import ClassificationDataModule
 from orchestrator.datasets.classification_shards import prepare_classification
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
-from orchestrator.datasets.synthetic import first_word_examples, grammar_text, markov_text
+from orchestrator.datasets.synthetic import (
+    date_pairs,
+    first_word_examples,
+    grammar_text,
+    markov_text,
+)
 from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
+from orchestrator.datasets.translation_data import TranslationDataModule
+from orchestrator.datasets.translation_shards import prepare_translation
 from orchestrator.lightning_modules.language_model import LanguageModelTask
 from orchestrator.lightning_modules.sentiment import SentimentTask
+from orchestrator.lightning_modules.translation import TranslationTask
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,8 @@ class TaskSpec:
     build_module: Callable[[ExperimentConfig, pl.LightningDataModule], pl.LightningModule]
     monitor: str  # validation metric that ranks checkpoints
     mode: str  # "min" or "max"
-    summary_metrics: tuple[str, ...]  # printed at the end of a launch, as val_* and test_*
+    # printed at the end of a launch: val_* and test_* metrics whose names start so
+    summary_metrics: tuple[str, ...]
     # Example outputs of a trained model, logged as samples.txt
     samples: Callable[[pl.LightningModule, ExperimentConfig], list[str]]
 
@@ -71,6 +80,34 @@ def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -
                          vocab=datamodule.tokenizer.tokens, labels=datamodule.labels)
 
 
+def _translation_data(config: ExperimentConfig) -> TranslationDataModule:
+    data = config.data
+    return TranslationDataModule(
+        data.path, batch_size=data.batch_size, num_workers=data.num_workers,
+        shuffle_buffer=data.shuffle_buffer, batches_per_epoch=config.train.batches_per_epoch,
+        max_tokens=data.max_tokens,
+    )
+
+
+def _translation(
+    config: ExperimentConfig, datamodule: TranslationDataModule
+) -> TranslationTask:
+    model = config.model.model_dump(exclude={"pooling", "init_range"})
+    return TranslationTask(
+        model=model, optim=config.optim.model_dump(), search=config.eval.model_dump(),
+        source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
+        text=datamodule.manifest.text or {},
+    )
+
+
+def _translated_prompts(module: TranslationTask, config: ExperimentConfig) -> list[str]:
+    prompts = config.generate.prompts
+    beam = max(config.eval.beam_sizes)
+    return [f"{source}\t{target}" for source, target in zip(prompts,
+                                                              module.translate(prompts, beam),
+                                                              strict=True)]
+
+
 def _classified_prompts(module: SentimentTask, config: ExperimentConfig) -> list[str]:
     prompts = config.generate.prompts
     return [f"{label}\t{text}" for text, label in zip(prompts, module.classify(prompts),
@@ -96,6 +133,15 @@ TASKS: dict[str, TaskSpec] = {
         summary_metrics=("accuracy", "macro_f1"),
         samples=_classified_prompts,
     ),
+    "translation": TaskSpec(
+        module_class=TranslationTask,
+        build_datamodule=_translation_data,
+        build_module=_translation,
+        monitor="val_bleu",
+        mode="max",
+        summary_metrics=("bleu", "perplexity"),
+        samples=_translated_prompts,
+    ),
 }
 
 
@@ -110,6 +156,12 @@ def _write_text_sample(corpus: Callable[..., str]) -> Callable[[Path, int], None
     return write
 
 
+def _write_dates_sample(path: Path, seed: int) -> None:
+    pairs = date_pairs(5000, seed=seed)
+    splits = {"train": pairs[:4400], "val": pairs[4400:4700], "test": pairs[4700:]}
+    prepare_translation(splits, path, "en", "en", min_freq=1, samples_per_shard=1000)
+
+
 def _write_first_word_sample(path: Path, seed: int) -> None:
     rows = first_word_examples(3000, seed=seed)
     splits = {"train": rows[:2400], "val": rows[2400:2700], "test": rows[2700:]}
@@ -121,4 +173,5 @@ SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
     "grammar": _write_text_sample(grammar_text),
     "markov": _write_text_sample(markov_text),
     "first_word": _write_first_word_sample,
+    "dates": _write_dates_sample,
 }

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import ray
 import ray.train
 import torch.distributed as dist
+from matplotlib.figure import Figure
 from pytorch_lightning.loggers import MLFlowLogger
 from ray.train.lightning import (
     RayDDPStrategy,
@@ -54,9 +55,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
     final.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     if trainer.global_rank == 0:
-        # Pictures the module drew on test (e.g. a confusion matrix) become artifacts.
-        for name, figure in getattr(module, "figures", {}).items():
-            logger.experiment.log_figure(logger.run_id, figure, name)
+        _log_artifacts(logger, getattr(module, "artifacts", {}))
         mlflow.flush_async_logging()
     ray.train.report(metrics=final)
 
@@ -80,6 +79,15 @@ def _make_trainer(config: ExperimentConfig, logger: MLFlowLogger) -> pl.Trainer:
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the readers split shards themselves
     )
+
+
+def _log_artifacts(logger: MLFlowLogger, artifacts: dict[str, Figure | str]) -> None:
+    """What the module made on test (confusion matrix, attention maps, sample pages)."""
+    for name, artifact in artifacts.items():
+        if isinstance(artifact, Figure):
+            logger.experiment.log_figure(logger.run_id, artifact, name)
+        else:
+            logger.experiment.log_text(logger.run_id, artifact, name)
 
 
 def _tag_worker_nodes(logger: MLFlowLogger) -> None:

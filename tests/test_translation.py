@@ -1,0 +1,122 @@
+"""Translation: parallel shards, bucketed batches, and an attention model that learns the
+date-rewriting task to BLEU >= 90, with BLEU equal to sacrebleu's on the same output."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import sacrebleu
+
+from orchestrator.cli import main
+from orchestrator.datasets.batches import IGNORE_INDEX
+from orchestrator.datasets.buckets import bucketed_batches, padding_share
+from orchestrator.datasets.synthetic import date_pairs
+from orchestrator.datasets.translation_data import TranslationDataModule
+from orchestrator.lightning_modules.translation import TranslationTask
+
+OPTIM = {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "clip": 1.0,
+         "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
+SEARCH = {"beam_sizes": [1, 3], "length_penalty": "gnmt", "alpha": 0.6, "max_length": 20,
+          "max_length_ratio": 3.0, "no_repeat_ngram_size": 0, "val_bleu_batches": 2}
+
+
+def write_parallel(folder: Path, prefix: str, pairs: list[tuple[str, str]]) -> None:
+    (folder / f"{prefix}.src").write_text("".join(f"{s}\n" for s, _ in pairs))
+    (folder / f"{prefix}.tgt").write_text("".join(f"{t}\n" for _, t in pairs))
+
+
+def test_misaligned_files_are_refused_with_both_counts(tmp_path, capsys):
+    write_parallel(tmp_path, "train", date_pairs(5))
+    (tmp_path / "train.tgt").write_text("one\ntwo\n")
+    assert main(["data", "prepare", "translation", "-s", "src", "-t", "tgt", "--train",
+                 str(tmp_path / "train"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "has 5 lines but" in err and "has 2" in err
+
+
+@pytest.fixture(scope="module")
+def dates(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("dates")
+    pairs = date_pairs(3600, seed=11)
+    write_parallel(folder, "train", pairs[:3000])
+    write_parallel(folder, "val", pairs[3000:3300])
+    write_parallel(folder, "test", pairs[3300:])
+    assert main(["data", "prepare", "translation", "-s", "src", "-t", "tgt", "--min-freq", "1",
+                 "--train", str(folder / "train"), "--val", str(folder / "val"),
+                 "--test", str(folder / "test"), "--out", str(folder / "shards"),
+                 "--samples-per-shard", "700"]) == 0
+    return folder
+
+
+def test_batches_hold_teacher_forcing_targets(dates):
+    datamodule = TranslationDataModule(str(dates / "shards"), batch_size=8, num_workers=0)
+    batch = next(iter(datamodule.val_dataloader()))
+    vocab = datamodule.target_vocab
+    first = [vocab.tokens[i] for i in batch["tgt_out"][0] if i != IGNORE_INDEX]
+    assert first[-1] == "<eos>"
+    assert " ".join(first[:-1]) == batch["references"][0]
+    assert vocab.tokens[batch["tgt_in"][0, 0]] == "<bos>"
+    shifted = batch["tgt_out"][0, : len(first) - 1].tolist()
+    assert batch["tgt_in"][0, 1 : len(first)].tolist() == shifted
+
+
+def test_bucketing_pads_a_smaller_share_than_plain_batches():
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 40) for _ in range(6400)]
+    plain = [lengths[i : i + 64] for i in range(0, len(lengths), 64)]
+    bucketed = list(bucketed_batches(lengths, 64, length=int, buffer_batches=50, seed=0))
+    assert sorted(x for b in bucketed for x in b) == sorted(lengths)  # nothing lost
+    plain_share = padding_share(plain, length=int)
+    bucketed_share = padding_share(bucketed, length=int)
+    assert bucketed_share < plain_share / 5, (bucketed_share, plain_share)
+
+
+@pytest.fixture(scope="module")
+def trained(dates):
+    pl.seed_everything(0, verbose=False)
+    datamodule = TranslationDataModule(str(dates / "shards"), batch_size=32, num_workers=0)
+    task = TranslationTask(
+        model={"cell": "gru", "embedding_dim": 32, "hidden_size": 64, "num_layers": 1,
+               "dropout": 0.0, "bidirectional": True, "attention": "general",
+               "input_feeding": False, "tie_weights": False, "label_smoothing": 0.0},
+        optim=OPTIM, search=SEARCH, source_vocab=datamodule.source_vocab.tokens,
+        target_vocab=datamodule.target_vocab.tokens, text=datamodule.manifest.text,
+    )
+    trainer = pl.Trainer(max_epochs=6, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, gradient_clip_val=1.0,
+                         num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=datamodule)
+    metrics = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    path = dates / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return task, metrics, path
+
+
+def test_learns_date_rewriting_to_bleu_90(trained):
+    _, metrics, _ = trained
+    assert metrics["test_bleu_beam1"] >= 90
+    assert metrics["test_bleu_beam3"] >= 90
+
+
+def test_logged_bleu_equals_sacrebleu_on_the_translate_output(trained, dates, capsys):
+    _, metrics, checkpoint = trained
+    capsys.readouterr()
+    assert main(["translate", str(checkpoint), "--beam-size", "3",
+                 "--input", str(dates / "test.src")]) == 0
+    output = capsys.readouterr().out.splitlines()
+    references = (dates / "test.tgt").read_text().splitlines()
+    assert len(output) == len(references)
+    expected = sacrebleu.corpus_bleu(output, [references]).score
+    assert metrics["test_bleu_beam3"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_attention_heatmaps_and_translations_page_are_made(trained):
+    task, _, _ = trained
+    names = set(task.artifacts)
+    assert {"translations.md", "bleu_signature.txt"} <= names
+    assert any(name.startswith("attention/") and name.endswith(".png") for name in names)
+    assert "tok:13a" in task.artifacts["bleu_signature.txt"]
