@@ -45,7 +45,9 @@ class TokenThroughput(pl.Callback):
 
 
 def tokens_in(batch: dict[str, Any]) -> int:
-    """Tokens a batch trains on: predicted targets (sequence outputs), else input lengths."""
-    if "targets" in batch:
-        return int((batch["targets"] != IGNORE_INDEX).sum())
+    """Tokens a batch trains on: the predicted targets of sequence outputs (language model,
+    translation), else the input tokens (classification)."""
+    for key in ("targets", "tgt_out"):
+        if key in batch:
+            return int((batch[key] != IGNORE_INDEX).sum())
     return int(batch["lengths"].sum())

@@ -34,12 +34,12 @@ class TranslationTask(pl.LightningModule):
         source_vocab: list[str],
         target_vocab: list[str],
         text: dict[str, str],
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
-        model = dict(model)
-        self.label_smoothing = model.pop("label_smoothing")
+        self.label_smoothing = label_smoothing
         self.model = Seq2Seq(Seq2SeqConfig(len(source_vocab), len(target_vocab), **model))
         self.source_vocab = Tokenizer("word", source_vocab)
         self.target_vocab = Tokenizer("word", target_vocab)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -22,7 +24,10 @@ from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
 from orchestrator.datasets.translation_data import TranslationDataModule
 from orchestrator.datasets.translation_shards import prepare_translation
 from orchestrator.lightning_modules.language_model import LanguageModelTask
+from orchestrator.lightning_modules.rnn_classifier import RNNClassifierConfig
+from orchestrator.lightning_modules.rnn_language_model import RNNLanguageModelConfig
 from orchestrator.lightning_modules.sentiment import SentimentTask
+from orchestrator.lightning_modules.seq2seq import Seq2SeqConfig
 from orchestrator.lightning_modules.translation import TranslationTask
 
 
@@ -39,6 +44,12 @@ class TaskSpec:
     samples: Callable[[pl.LightningModule, ExperimentConfig], list[str]]
 
 
+def _model_settings(config: ExperimentConfig, model_config: type) -> dict[str, Any]:
+    """The keys of the shared `model` section that this task's architecture takes."""
+    names = {field.name for field in dataclasses.fields(model_config)}
+    return {key: value for key, value in config.model.model_dump().items() if key in names}
+
+
 def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
     data = config.data
     return LanguageModelDataModule(
@@ -50,7 +61,7 @@ def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
 def _language_model(
     config: ExperimentConfig, datamodule: LanguageModelDataModule
 ) -> LanguageModelTask:
-    model = config.model.model_dump(exclude={"bidirectional", "pooling"})
+    model = _model_settings(config, RNNLanguageModelConfig)
     return LanguageModelTask(
         model=model, optim=config.optim.model_dump(), vocab=datamodule.tokenizer.tokens,
         level=datamodule.tokenizer.level, carry_hidden=config.data.carry_hidden,
@@ -75,7 +86,7 @@ def _sentiment_data(config: ExperimentConfig) -> ClassificationDataModule:
 
 
 def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -> SentimentTask:
-    model = config.model.model_dump(exclude={"tie_weights", "init_range"})
+    model = _model_settings(config, RNNClassifierConfig)
     return SentimentTask(model=model, optim=config.optim.model_dump(),
                          vocab=datamodule.tokenizer.tokens, labels=datamodule.labels)
 
@@ -92,9 +103,9 @@ def _translation_data(config: ExperimentConfig) -> TranslationDataModule:
 def _translation(
     config: ExperimentConfig, datamodule: TranslationDataModule
 ) -> TranslationTask:
-    model = config.model.model_dump(exclude={"pooling", "init_range"})
     return TranslationTask(
-        model=model, optim=config.optim.model_dump(), search=config.eval.model_dump(),
+        model=_model_settings(config, Seq2SeqConfig), optim=config.optim.model_dump(),
+        search=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
         text=datamodule.manifest.text or {},
     )

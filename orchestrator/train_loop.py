@@ -25,6 +25,7 @@ from ray.train.lightning import (
 )
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.lightning_modules.best_weights import KeepBestWeights
 from orchestrator.lightning_modules.throughput import TokenThroughput
 from orchestrator.tasks import TASKS
 
@@ -41,7 +42,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     logger = MLFlowLogger(
         tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"], synchronous=False
     )
-    trainer = prepare_trainer(_make_trainer(config, logger))
+    best_weights = KeepBestWeights(task.monitor, task.mode)
+    trainer = prepare_trainer(_make_trainer(config, logger, best_weights))
     _tag_worker_nodes(logger)
 
     checkpoint = ray.train.get_checkpoint()
@@ -53,6 +55,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from))
 
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    best_weights.restore(module)  # test the best validation epoch, like the best checkpoint
     final.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     if trainer.global_rank == 0:
         _log_artifacts(logger, getattr(module, "artifacts", {}))
@@ -60,7 +63,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     ray.train.report(metrics=final)
 
 
-def _make_trainer(config: ExperimentConfig, logger: MLFlowLogger) -> pl.Trainer:
+def _make_trainer(
+    config: ExperimentConfig, logger: MLFlowLogger, best_weights: KeepBestWeights
+) -> pl.Trainer:
     clip = config.optim.clip
     return pl.Trainer(
         max_epochs=config.train.max_epochs,
@@ -68,7 +73,7 @@ def _make_trainer(config: ExperimentConfig, logger: MLFlowLogger) -> pl.Trainer:
         devices="auto",
         strategy=RayDDPStrategy(),
         plugins=[RayLightningEnvironment()],
-        callbacks=[TokenThroughput(), RayTrainReportCallback()],
+        callbacks=[TokenThroughput(), best_weights, RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,

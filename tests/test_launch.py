@@ -127,3 +127,24 @@ def test_sentiment_launch_on_its_sample_data_logs_accuracy_and_confusion_matrix(
     monkeypatch.setattr("sys.stdin", io.StringIO("dreadful the plot of the film\n"))
     assert main(["classify", result.checkpoint]) == 0
     assert capsys.readouterr().out == "negative\tdreadful the plot of the film\n"
+
+
+def test_translation_launch_logs_bleu_per_beam_and_attention_maps(launched, workdir):
+    config = load_config(None, [
+        "task=translation", "model.cell=gru", "model.embedding_dim=32", "model.hidden_size=64",
+        "model.num_layers=1", "model.dropout=0.0", "model.bidirectional=true",
+        "train.max_epochs=3", "train.progress_bar=false", "optim.lr=0.005",
+        "eval.beam_sizes=[1,3]", "eval.val_bleu_batches=2", "data.batch_size=32",
+        "generate.prompts=[9 may 1999]", f"tracking.uri={launched.tracking_uri}",
+        f"ray.storage_path={workdir}/runs", "name=translation",
+    ])
+    result = launch(config)  # generates the dates sample into data/sample-dates
+    client = MlflowClient(result.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_bleu_beam1"] > 80
+    assert run.data.metrics["test_bleu_beam3"] > 80
+    assert len(client.get_metric_history(result.run_id, "val_bleu")) == 3
+    names = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"translations.md", "bleu_signature.txt", "attention"} <= names
+    assert result.samples == ["9 may 1999\t1999 - 05 - 09"]

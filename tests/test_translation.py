@@ -81,7 +81,7 @@ def trained(dates):
     task = TranslationTask(
         model={"cell": "gru", "embedding_dim": 32, "hidden_size": 64, "num_layers": 1,
                "dropout": 0.0, "bidirectional": True, "attention": "general",
-               "input_feeding": False, "tie_weights": False, "label_smoothing": 0.0},
+               "input_feeding": False, "tie_weights": False},
         optim=OPTIM, search=SEARCH, source_vocab=datamodule.source_vocab.tokens,
         target_vocab=datamodule.target_vocab.tokens, text=datamodule.manifest.text,
     )
