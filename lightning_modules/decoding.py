@@ -113,8 +113,8 @@ class DecodeStrategy:
     def candidates(
         self, log_probs: torch.Tensor, scores: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """log_probs and scores (B', k, V) -> candidate scores, beams and tokens (B', C),
-        best first for beam search; C >= k."""
+        """Next-token log_probs (B', k, V), which it may overwrite, and summed scores (B', k)
+        -> candidate scores (summed), beams and tokens (B', C), best first for beam; C >= k."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -148,8 +148,7 @@ class DecodeStrategy:
                     [attention, step_attention], dim=1)  # (N, t + 1, S)
             log_probs = self._constrain(log_probs.float(), tokens, max_lengths.repeat_interleave(k))
             log_probs = log_probs.view(scores.size(0), k, -1)  # (B', k, V)
-            cand_scores, cand_beams, cand_tokens = self.candidates(
-                log_probs, scores.unsqueeze(-1) + log_probs)  # (B', C)
+            cand_scores, cand_beams, cand_tokens = self.candidates(log_probs, scores)  # (B', C)
             offsets = k * torch.arange(scores.size(0), device=device).unsqueeze(1)  # (B', 1)
             parents = cand_beams + offsets  # (B', C) rows of tokens and state
             self._finish(finished, sentences, cand_scores, cand_tokens, parents, tokens,
@@ -265,8 +264,9 @@ class BeamSearch(DecodeStrategy):
     def candidates(
         self, log_probs: torch.Tensor, scores: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, k, vocab = scores.shape
-        top, index = scores.view(batch, k * vocab).topk(min(2 * k, k * vocab), dim=1)  # (B', 2k)
+        batch, k, vocab = log_probs.shape
+        scores = log_probs.add_(scores.unsqueeze(-1)).view(batch, k * vocab)  # (B', k*V)
+        top, index = scores.topk(min(2 * k, k * vocab), dim=1)  # (B', 2k)
         return top, index // vocab, index % vocab
 
 
@@ -295,7 +295,8 @@ class Sample(DecodeStrategy):
             probs = torch.softmax(log_probs.view(-1, vocab) / self.temperature, dim=-1)
             tokens = torch.multinomial(probs, 1, generator=self.generator).view(batch, k)
         beams = torch.arange(k, device=tokens.device).expand(batch, k)  # (B', k)
-        return scores.gather(2, tokens.unsqueeze(-1)).squeeze(-1), beams, tokens
+        chosen = log_probs.gather(2, tokens.unsqueeze(-1)).squeeze(-1)  # (B', k)
+        return scores + chosen, beams, tokens
 
 
 class Greedy(Sample):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.k8s import register_k8s_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,7 +68,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "items", nargs="*", metavar="CONFIG|key=value",
         help="a YAML config file and/or dotted overrides such as model.cell=gru",
     )
-    launch.add_argument("--address", help="Ray cluster address (default: a local instance)")
+    launch.add_argument(
+        "--address",
+        help="Ray cluster: auto (a `ray start` cluster), HOST:PORT, ray://HOST:10001 (client), "
+        "or http://HOST:8265 (submit as a Ray job); default: a local instance",
+    )
     launch.set_defaults(handler=_launch)
 
     ui = commands.add_parser(
@@ -101,6 +106,8 @@ def _build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--beam-size", type=int, default=5)
     translate.add_argument("--input", type=Path, help="one sentence a line (default: stdin)")
     translate.set_defaults(handler=_translate)
+
+    register_k8s_commands(commands, common)
 
     data = commands.add_parser("data", parents=[common], help="prepare and check datasets")
     data_commands = data.add_subparsers(title="data commands")
@@ -189,6 +196,11 @@ def _launch(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
 
     path, overrides = _split_items(args.items)
+    if args.address and args.address.startswith(("http://", "https://", "ray://")):
+        # A Ray Jobs API or client address: the run goes to the cluster as a job.
+        from orchestrator.remote import launch_remote
+
+        return launch_remote(load_config(path, overrides), args.address)
     if args.address:
         overrides.append(f"ray.address={args.address}")
     config = load_config(path, overrides)

@@ -6,6 +6,7 @@ here, before Ray starts. The run ends FINISHED or FAILED in MLflow, never RUNNIN
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from orchestrator.datasets.manifest import (
     load_manifest,
 )
 from orchestrator.errors import OrchestratorError
+from orchestrator.k8s_render import RUN_NAME_ENV
 from orchestrator.tasks import SAMPLE_DATASETS, TASKS
 
 
@@ -42,7 +44,8 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
     ensure_dataset(config)
-    run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # A Kubernetes RayJob pins the name, so a retried job finds its checkpoints again.
+    run_name = os.environ.get(RUN_NAME_ENV) or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.start_run(
         uri, config.tracking.experiment, run_name,
         tags={"task": config.task, "git_commit": tracking.git_commit()},

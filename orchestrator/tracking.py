@@ -6,6 +6,7 @@ so a relative sqlite path would land somewhere else, and MLflow 3 refuses `./mlr
 
 from __future__ import annotations
 
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,8 +23,10 @@ DEFAULT_STORE = "mlflow.db"
 
 
 def resolve_tracking_uri(config: TrackingConfig) -> str:
-    """The configured URI made absolute; default a sqlite store in the working directory."""
-    uri = config.uri or f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+    """The configured URI made absolute; else $MLFLOW_TRACKING_URI (how Kubernetes jobs get
+    it, from a Secret); else a sqlite store in the working directory."""
+    default = f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+    uri = config.uri or os.environ.get("MLFLOW_TRACKING_URI") or default
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{(Path.cwd() / uri[len('sqlite:///'):]).resolve()}"
     elif "://" not in uri:

@@ -1,0 +1,176 @@
+"""`orchestrator k8s render|submit|status|logs`: the same CONFIG as a KubeRay RayJob.
+
+`render` needs nothing but this package; `submit`, `status` and `logs` drive `kubectl`
+against the current kube context, so whatever the user's kubectl can reach, we can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.k8s_render import (
+    DEFAULT_IMAGE,
+    PROFILES,
+    RenderOptions,
+    job_name_for,
+    render,
+    to_yaml,
+)
+
+# RayJob .status.jobStatus values after which nothing changes.
+FINISHED = {"SUCCEEDED", "FAILED", "STOPPED"}
+POLL_S = 5.0
+
+
+def register_k8s_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Add `k8s render|submit|status|logs` to the CLI's subparsers."""
+    k8s = commands.add_parser(
+        "k8s", parents=[common], help="run a config on Kubernetes as a KubeRay RayJob"
+    )
+    sub = k8s.add_subparsers(title="k8s commands")
+
+    render_cmd = sub.add_parser(
+        "render", parents=[common], help="write the RayJob and its ConfigMap as YAML",
+        description="Render CONFIG as a ConfigMap + RayJob (ray.io/v1). Without -o, print "
+        "the YAML (pipe it to `kubectl apply -f -`).",
+    )
+    _add_render_arguments(render_cmd)
+    render_cmd.add_argument("-o", "--output", type=Path, help="folder to write JOB.yaml into")
+    render_cmd.set_defaults(handler=_render)
+
+    submit = sub.add_parser(
+        "submit", parents=[common], help="render, `kubectl apply`, and follow the job"
+    )
+    _add_render_arguments(submit)
+    submit.add_argument("--no-follow", action="store_true", help="apply and return at once")
+    submit.set_defaults(handler=_submit)
+
+    status = sub.add_parser("status", parents=[common], help="a RayJob's status")
+    _add_job_arguments(status)
+    status.set_defaults(handler=_status)
+
+    logs = sub.add_parser("logs", parents=[common], help="a RayJob's driver logs")
+    _add_job_arguments(logs)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(handler=_logs)
+
+
+def _add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="an experiment YAML config")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="dotted overrides such as ray.num_workers=4")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu-dev")
+    parser.add_argument("--image", default=DEFAULT_IMAGE,
+                        help="the image built from k8s/Dockerfile, pushed to your registry")
+    parser.add_argument("--namespace", help="Kubernetes namespace (default: kubectl's)")
+    parser.add_argument("--storage-path", default=RenderOptions.storage_path,
+                        help="Ray Train checkpoints: a path on the shared PVC or s3://BUCKET/P")
+    parser.add_argument("--job-name", help="RayJob name (default: the config's name)")
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job", help="the RayJob name (`k8s render` prints it)")
+    parser.add_argument("--namespace", help="Kubernetes namespace (default: kubectl's)")
+
+
+def render_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from orchestrator.config import load_config
+
+    for item in args.overrides:
+        if "=" not in item:
+            raise OrchestratorError(
+                f"{item!r} is not a key=value override; give one CONFIG file, then overrides"
+            )
+    config = load_config(args.config, args.overrides)
+    options = RenderOptions(
+        profile=args.profile, image=args.image, namespace=args.namespace,
+        storage_path=args.storage_path, job_name=args.job_name or job_name_for(config.name),
+    )
+    return render(config, options)
+
+
+def _render(args: argparse.Namespace) -> int:
+    manifests = render_from_args(args)
+    text = to_yaml(manifests)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    job_name = manifests[-1]["metadata"]["name"]
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"{job_name}.yaml"
+    path.write_text(text)
+    print(f"wrote {path} (RayJob {job_name}); apply it with `kubectl apply -f {path}`")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    manifests = render_from_args(args)
+    job = manifests[-1]["metadata"]["name"]
+    kubectl(["apply", "-f", "-"], args.namespace, stdin=to_yaml(manifests))
+    print(f"submitted RayJob {job}; follow it with `orchestrator k8s logs {job} -f`")
+    if args.no_follow:
+        return 0
+    return follow(job, args.namespace)
+
+
+def follow(job: str, namespace: str | None) -> int:
+    """Wait for the job to end, printing each status change; 0 only if it succeeded."""
+    last = None
+    while True:
+        status = job_status(job, namespace)
+        current = (status.get("jobDeploymentStatus"), status.get("jobStatus"))
+        if current != last:
+            print(f"{job}: deployment {current[0] or '-'}, job {current[1] or '-'}", flush=True)
+            last = current
+        if current[1] in FINISHED or current[0] in {"Complete", "Failed"}:
+            if status.get("message"):
+                print(status["message"])
+            return 0 if current[1] == "SUCCEEDED" else 1
+        time.sleep(POLL_S)
+
+
+def job_status(job: str, namespace: str | None) -> dict[str, Any]:
+    out = kubectl(["get", "rayjob", job, "-o", "json"], namespace)
+    return json.loads(out).get("status", {})
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = job_status(args.job, args.namespace)
+    for key in ("jobDeploymentStatus", "jobStatus", "rayClusterName", "dashboardURL",
+                "startTime", "endTime", "failed", "succeeded", "message"):
+        if key in status:
+            print(f"{key}: {status[key]}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    """The submitter Job (named like the RayJob) tails the driver's logs."""
+    command = ["logs", f"job/{args.job}"] + (["--follow"] if args.follow else [])
+    return subprocess.call(["kubectl", *_namespace(args.namespace), *command])
+
+
+def kubectl(arguments: list[str], namespace: str | None, stdin: str | None = None) -> str:
+    """Run kubectl; its own error message becomes the user's error message."""
+    if shutil.which("kubectl") is None:
+        raise OrchestratorError(
+            "kubectl is not on PATH; install it (https://kubernetes.io/docs/tasks/tools/) "
+            "and point it at your cluster, or use `orchestrator k8s render`"
+        )
+    command = ["kubectl", *_namespace(namespace), *arguments]
+    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
+        raise OrchestratorError(f"`kubectl {' '.join(arguments)}` failed: {reason}")
+    return done.stdout
+
+
+def _namespace(namespace: str | None) -> list[str]:
+    return ["--namespace", namespace] if namespace else []

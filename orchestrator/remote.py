@@ -1,0 +1,181 @@
+"""`orchestrator launch --address http://HOST:8265 | ray://HOST:10001`: a run on a remote cluster.
+
+http(s): the run is submitted through the Ray Jobs API as `orchestrator launch` on the
+cluster, with this project shipped as a built wheel (runtime_env `py_modules`) and the
+config as the job's working_dir; its logs stream here and its status is the exit code.
+ray://: this process drives the run through Ray Client, with the same wheel.
+
+Why a wheel and not the checkout: pyproject mounts the sibling folders datasets/,
+lightning_modules/ and tuning/ under `orchestrator.` only in an installed package. A raw
+checkout as working_dir would put its bare `orchestrator/` first on the workers' path and
+hide `orchestrator.datasets` and the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator import tracking
+from orchestrator.config import ExperimentConfig
+from orchestrator.errors import OrchestratorError
+
+CONFIG_FILE = "experiment.yaml"
+# Passed to the job so its driver and rank 0 can log to a server that wants a login.
+FORWARDED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+def launch_remote(config: ExperimentConfig, address: str) -> int:
+    """Run one launch on the cluster at `address`; 0 when the run succeeded."""
+    if address.startswith(("http://", "https://")):
+        return submit_job(config, address)
+    if address.startswith("ray://"):
+        return launch_with_client(config, address)
+    raise OrchestratorError(
+        f"address {address!r} is neither http://HOST:8265 (Ray Jobs API) nor "
+        "ray://HOST:10001 (Ray Client)"
+    )
+
+
+def submit_job(config: ExperimentConfig, address: str) -> int:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    config = _config_for_job(config)
+    with tempfile.TemporaryDirectory(prefix="orchestrator-job-") as folder:
+        workdir = Path(folder) / "job"
+        workdir.mkdir()
+        (workdir / CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+        client = _connect(JobSubmissionClient, address)
+        job_id = _submit_when_ready(
+            client,
+            entrypoint=f"python -m orchestrator.cli launch {CONFIG_FILE} --address auto",
+            runtime_env=_runtime_env(workdir, Path(folder)),
+            metadata={"experiment": config.name},
+        )
+    print(f"submitted job {job_id} to {address}", flush=True)
+    try:
+        asyncio.run(_stream_logs(client, job_id))
+    except KeyboardInterrupt:
+        return _ask_to_stop(client, job_id)
+    info = client.get_job_info(job_id)
+    if info.status == JobStatus.SUCCEEDED:
+        return 0
+    print(f"error: job {job_id} {info.status.value}: {_error_text(client, job_id, info)}",
+          file=sys.stderr)
+    return 1
+
+
+def _submit_when_ready(client: Any, wait_s: float = 120.0, **job: Any) -> str:
+    """Submit, waiting while a just-started head has no job agent yet (HTTP 500 "No
+    available agent"), as Ray's own CLI users do by hand."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def launch_with_client(config: ExperimentConfig, address: str) -> int:
+    """Ray Client: the driver runs here, tasks and actors on the cluster."""
+    import ray
+
+    from orchestrator.launch import launch, summary
+
+    config = _config_for_job(config)
+    with tempfile.TemporaryDirectory(prefix="orchestrator-wheel-") as folder:
+        ray.init(address=address, runtime_env=_runtime_env(None, Path(folder)))
+        try:
+            print(summary(launch(config)))
+        finally:
+            ray.shutdown()
+    return 0
+
+
+def _config_for_job(config: ExperimentConfig) -> ExperimentConfig:
+    """Check the tracking server from here, before anything is submitted, and make paths
+    absolute (they must name storage the cluster sees)."""
+    from orchestrator.launch import resolve_paths
+
+    config = resolve_paths(config)
+    config.tracking.uri = tracking.resolve_tracking_uri(config.tracking)
+    tracking.check_reachable(config.tracking.uri)
+    config.ray.address = "auto"  # inside the job: the cluster it runs on
+    return config
+
+
+def _connect(client_class: type, address: str):
+    try:
+        return client_class(address)
+    except (ConnectionError, RuntimeError) as exc:
+        raise OrchestratorError(
+            f"cannot reach the Ray Jobs API at {address} ({' '.join(str(exc).split())}); "
+            "is the head running (`ray start --head`), and is RAY_AUTH_TOKEN set for it?"
+        ) from None
+
+
+def _runtime_env(workdir: Path | None, scratch: Path) -> dict:
+    env: dict = {"py_modules": [str(build_wheel(scratch))]}
+    if workdir is not None:
+        env["working_dir"] = str(workdir)
+    forwarded = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    if forwarded:
+        env["env_vars"] = forwarded
+    return env
+
+
+def build_wheel(out: Path) -> Path:
+    """This project as a wheel, built from the checkout it was installed from."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        raise OrchestratorError(
+            f"{root} is not a checkout of rnn-orchestrator (no pyproject.toml), so there is "
+            "nothing to ship; run from a checkout, or use a cluster image with the project"
+        )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(root)],
+        capture_output=True, text=True, check=False,
+    )
+    wheels = sorted(out.glob("rnn_orchestrator-*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise OrchestratorError(f"building the project wheel failed: {done.stderr.strip()}")
+    return wheels[-1]
+
+
+async def _stream_logs(client, job_id: str) -> None:
+    async for lines in client.tail_job_logs(job_id):
+        print(lines, end="", flush=True)
+
+
+def _ask_to_stop(client, job_id: str) -> int:
+    try:
+        answer = input(f"\nstop job {job_id}? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in {"y", "yes"}:
+        client.stop_job(job_id)
+        print(f"asked the cluster to stop job {job_id}")
+    else:
+        print(f"job {job_id} keeps running; `ray job logs {job_id}` follows it")
+    return 130
+
+
+def _error_text(client, job_id: str, info) -> str:
+    """The driver's own `error: ...` line when it printed one, else Ray's message."""
+    logs = client.get_job_logs(job_id)
+    errors = [line for line in logs.splitlines() if line.startswith("error: ")]
+    if errors:
+        return errors[-1][len("error: "):]
+    lines = [line for line in logs.splitlines() if line.strip()]
+    return info.message or (lines[-1] if lines else "no output")

@@ -1,0 +1,139 @@
+"""`launch --address http://...`: a run submitted through the Ray Jobs API of a real head.
+
+The test starts its own head on loopback (`ray start --head --block` with its own temp dir
+and token) and ends exactly the processes that head started, found by that temp dir; it
+never runs `ray stop`, which would end every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.remote import launch_remote
+from tests.test_launch import small_config, small_overrides
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:  # it answers (401 without the token)
+            return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer in {timeout_s} s")
+
+
+def pids_using(folder: str) -> list[int]:
+    """Processes whose command line names the folder (Linux /proc): the head's own."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if folder.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A token-authenticated head on 127.0.0.1, as a user would set one up."""
+    token = secrets.token_hex(32)
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: unix socket paths
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "PATH": f"{RAY.parent}{os.pathsep}{os.environ['PATH']}"}
+    port = free_port()
+    head = subprocess.Popen(
+        [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={port}",
+         f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats",
+         # its own agent ports: another Ray on the machine holds the defaults (52365, ...)
+         f"--dashboard-agent-listen-port={free_port()}",
+         f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/version")
+        yield f"http://127.0.0.1:{port}", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        for pid in pids_using(temp_dir):  # anything of ours still running
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def launch_cli(address: str, auth: dict[str, str], overrides: list[str]):
+    """`orchestrator launch --address http://...` as a user runs it, with the head's token
+    in the environment (Ray reads its auth settings once per process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "launch", *overrides, "--address", address],
+        env={**os.environ, **auth}, capture_output=True, text=True, timeout=400,
+    )
+
+
+def test_job_runs_to_completion_and_logs_its_mlflow_run(ray_head, markov_dataset, tmp_path):
+    address, auth = ray_head
+    overrides = small_overrides(markov_dataset, tmp_path, "train.max_epochs=1",
+                                "name=remote-ok", "train.batches_per_epoch=4")
+    out = launch_cli(address, auth, overrides)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "submitted job" in out.stdout and "MLflow run:" in out.stdout  # driver, streamed
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("rnn-orchestrator")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("remote-ok")
+    assert "test_perplexity" in run.data.metrics
+
+
+def test_failing_job_returns_non_zero_with_its_error(ray_head, tmp_path):
+    address, auth = ray_head
+    out = launch_cli(address, auth, small_overrides(tmp_path / "no-such-dataset", tmp_path,
+                                                    "name=remote-fails"))
+    assert out.returncode == 1
+    assert "FAILED" in out.stderr and "no-such-dataset has no dataset.json" in out.stderr
+
+
+def test_unreachable_jobs_api_is_a_clear_error(tmp_path, markov_dataset):
+    config = small_config(markov_dataset, tmp_path)
+    with pytest.raises(OrchestratorError, match=r"cannot reach the Ray Jobs API"):
+        launch_remote(config, f"http://127.0.0.1:{free_port()}")
+
+
+def test_other_schemes_are_refused(tmp_path, markov_dataset):
+    with pytest.raises(OrchestratorError, match=r"neither http://HOST:8265"):
+        launch_remote(small_config(markov_dataset, tmp_path), "tcp://127.0.0.1:6379")
