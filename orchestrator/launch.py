@@ -139,6 +139,7 @@ def _fit(config: ExperimentConfig, uri: str, run_id: str, run_name: str) -> Any:
         train_loop_per_worker,
         train_loop_config={
             "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
+            "tracking_credentials": tracking.credentials(),
         },
         scaling_config=ScalingConfig(
             num_workers=config.ray.num_workers,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import TrackingConfig
@@ -45,8 +46,21 @@ def artifact_root(uri: str) -> str | None:
     return None
 
 
+# How MLflow clients authenticate to a tracking server; Ray workers need them too.
+CREDENTIAL_VARIABLES = (
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)
+
+
+def credentials() -> dict[str, str]:
+    """The MLflow credential variables set here, to hand to the training workers."""
+    return {name: os.environ[name] for name in CREDENTIAL_VARIABLES if name in os.environ}
+
+
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail before any cluster starts when a tracking server does not answer."""
+    """Fail before any cluster starts when a tracking server does not answer, or does not
+    take our credentials."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -57,6 +71,17 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         raise OrchestratorError(
             f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
             "(`orchestrator ui` or `mlflow server`) or set tracking.uri to a sqlite:/// store"
+        ) from None
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        if exc.get_http_status_code() not in (401, 403):
+            raise
+        given = "no credentials" if not credentials() else "the credentials given"
+        raise OrchestratorError(
+            f"the MLflow tracking server at {uri} refused {given} "
+            f"(HTTP {exc.get_http_status_code()}); set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to an account of that server"
         ) from None
 
 

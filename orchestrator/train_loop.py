@@ -35,6 +35,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # Per-step metrics queue up and go to the store as one batch every 2 s: a write per
     # step costs ~10% of training speed on a small model (benchmarks/RESULTS.md).
     os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "2")
+    # Workers may have started before the driver had the tracking server's credentials.
+    os.environ.update(loop_config.get("tracking_credentials", {}))
     task = TASKS[config.task]
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = task.build_datamodule(config)
