@@ -55,14 +55,17 @@ class DatasetManifest:
         return [resolve(self.location, name) for name in self.splits[split].shards]
 
     def read_file(self, name: str) -> str:
-        return read_text(resolve(self.location, name))
+        return read_bytes(resolve(self.location, name)).decode("utf-8")
+
+    def read_binary(self, name: str) -> bytes:
+        return read_bytes(resolve(self.location, name))
 
 
 def load_manifest(location: str) -> DatasetManifest:
     """Read `dataset.json` from a local folder or an http(s)/file URL."""
     url = resolve(location, MANIFEST_NAME)
     try:
-        data = json.loads(read_text(url))
+        data = json.loads(read_bytes(url))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {url}: {exc}") from None
     splits = {name: SplitInfo(**info) for name, info in data.pop("splits").items()}
@@ -105,8 +108,8 @@ def resolve(location: str, name: str) -> str:
     return str(Path(location) / name)
 
 
-def read_text(url: str) -> str:
+def read_bytes(url: str) -> bytes:
     if url.startswith(("http://", "https://", "file://")):
         with urllib.request.urlopen(url, timeout=30) as response:
-            return response.read().decode("utf-8")
-    return Path(url).read_text(encoding="utf-8")
+            return response.read()
+    return Path(url).read_bytes()

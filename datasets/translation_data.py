@@ -19,7 +19,7 @@ from orchestrator.datasets import streaming
 from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.buckets import bucketed_batches
 from orchestrator.datasets.manifest import DatasetError, DatasetManifest, load_manifest
-from orchestrator.datasets.moses_text import MosesText
+from orchestrator.datasets.text_processing import subword_models, text_processors
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
 
 
@@ -55,9 +55,10 @@ class TranslationDataModule(pl.LightningDataModule):
         self.target_vocab = Tokenizer.from_json(
             self.manifest.read_file(self.manifest.target_vocab_file)
         )
-        lowercase = self.manifest.text.get("lowercase") == "true"
-        self.source_text = MosesText(self.manifest.text["src"], lowercase)
-        self.target_text = MosesText(self.manifest.text["tgt"], lowercase)
+        self.lowercase = self.manifest.text.get("lowercase") == "true"
+        self.text_models = subword_models(self.manifest.text, self.manifest.read_binary)
+        self.source_text, self.target_text = text_processors(self.manifest.text,
+                                                             self.text_models)
 
     def train_batches_per_epoch(self, world_size: int) -> int:
         if self.batches_per_epoch is not None:
@@ -102,6 +103,8 @@ class TranslationDataModule(pl.LightningDataModule):
 
     def _encode(self, sample: dict[str, Any]) -> Pair:
         source, reference = _text(sample["src.txt"]), _text(sample["tgt.txt"])
+        if self.lowercase:  # BLEU of lower-cased output is against lower-cased references
+            reference = reference.lower()
         tgt_ids = self.target_vocab.encode(self.target_text.tokenize(reference))
         return Pair(self.encode_source(source), tgt_ids[: self.max_tokens], source, reference)
 

@@ -1,7 +1,8 @@
 """`orchestrator data prepare translation`: parallel text -> shards of `src.txt`/`tgt.txt`.
 
 Shards hold the raw sentences (BLEU needs the untouched references); the vocabularies are
-built from the Moses-tokenised training side, with a minimum frequency and a maximum size.
+built from the Moses-tokenised training side, with a minimum frequency and a maximum size,
+or are the pieces of sentencepiece models trained on it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import webdataset as wds
 from tqdm import tqdm
 
 from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, sha256_of
-from orchestrator.datasets.moses_text import MosesText
+from orchestrator.datasets.sentencepiece_text import SentencePieceText, train_sentencepiece
+from orchestrator.datasets.text_processing import text_processors
 from orchestrator.datasets.tokenizer import Tokenizer
 
 Pair = tuple[str, str]  # (source sentence, target sentence)
@@ -41,32 +43,66 @@ def prepare_translation(
     max_vocab: int | None = None,
     samples_per_shard: int = 5000,
     show_progress: bool = True,
+    subword: str | None = None,
+    subword_vocab_size: int = 8000,
 ) -> DatasetManifest:
+    """Shards, both vocabularies and `dataset.json`. Words are Moses tokens (vocabulary by
+    `min_freq`/`max_vocab`), or with `subword` ("bpe" or "unigram") sentencepiece pieces
+    of a model trained per side on the training text."""
     if "train" not in splits:
         raise ValueError("a translation dataset needs a 'train' split")
     out_dir.mkdir(parents=True, exist_ok=True)
-    source, target = MosesText(source_lang, lowercase), MosesText(target_lang, lowercase)
-    train = splits["train"]
+    text = {"src": source_lang, "tgt": target_lang, "lowercase": str(lowercase).lower(),
+            "tokenizer": "moses" if subword is None else "sentencepiece"}
+    files = [SOURCE_VOCAB, TARGET_VOCAB]
+    if subword is None:
+        _write_word_vocabularies(splits["train"], out_dir, text, min_freq, max_vocab,
+                                 show_progress)
+    else:
+        files += _write_subword_models(splits["train"], out_dir, text, subword,
+                                       subword_vocab_size)
+    infos = {
+        name: _write_split(name, rows, out_dir, samples_per_shard, show_progress)
+        for name, rows in splits.items()
+    }
+    files += [s for info in infos.values() for s in info.shards]
+    manifest = DatasetManifest(
+        task="translation", vocab_file=SOURCE_VOCAB, target_vocab_file=TARGET_VOCAB,
+        splits=infos, checksums={name: sha256_of(out_dir / name) for name in files},
+        text=text, location=str(out_dir),
+    )
+    (out_dir / "dataset.json").write_text(manifest.to_json())
+    return manifest
+
+
+def _write_word_vocabularies(
+    train: list[Pair], out_dir: Path, text: dict[str, str], min_freq: int,
+    max_vocab: int | None, show_progress: bool,
+) -> None:
+    source, target = text_processors(text, {})
     progress = {"desc": "tokenising train", "unit": "pair", "disable": not show_progress}
     pairs = [(source.tokenize(s), target.tokenize(t)) for s, t in tqdm(train, **progress)]
     for name, side in ((SOURCE_VOCAB, 0), (TARGET_VOCAB, 1)):
         vocab = Tokenizer.build("word", [pair[side] for pair in pairs], min_freq, max_vocab,
                                 sequence_specials=True)
         vocab.save(out_dir / name)
-    infos = {
-        name: _write_split(name, rows, out_dir, samples_per_shard, show_progress)
-        for name, rows in splits.items()
-    }
-    files = [SOURCE_VOCAB, TARGET_VOCAB] + [s for info in infos.values() for s in info.shards]
-    manifest = DatasetManifest(
-        task="translation", vocab_file=SOURCE_VOCAB, target_vocab_file=TARGET_VOCAB,
-        splits=infos, checksums={name: sha256_of(out_dir / name) for name in files},
-        text={"src": source_lang, "tgt": target_lang, "tokenizer": "moses",
-              "lowercase": str(lowercase).lower()},
-        location=str(out_dir),
-    )
-    (out_dir / "dataset.json").write_text(manifest.to_json())
-    return manifest
+
+
+def _write_subword_models(
+    train: list[Pair], out_dir: Path, text: dict[str, str], model_type: str, vocab_size: int
+) -> list[str]:
+    """Train one sentencepiece model per side; its pieces are that side's vocabulary."""
+    lowercase = text["lowercase"] == "true"
+    written = []
+    for side, vocab_name, column in (("src", SOURCE_VOCAB, 0), ("tgt", TARGET_VOCAB, 1)):
+        sentences = [pair[column].lower() if lowercase else pair[column] for pair in train]
+        model = train_sentencepiece(sentences, model_type, vocab_size)
+        model_name = f"{side}.spm.model"
+        (out_dir / model_name).write_bytes(model)
+        text[f"{side}_model"] = model_name
+        Tokenizer("word", SentencePieceText(model).pieces()).save(out_dir / vocab_name)
+        written.append(model_name)
+    return written
 
 
 def _write_split(

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.utilities import grad_norm
 
 from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
-from orchestrator.datasets.moses_text import MosesText
+from orchestrator.datasets.text_processing import text_processors
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
 from orchestrator.lightning_modules import decoding
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric
@@ -35,6 +35,7 @@ class TranslationTask(pl.LightningModule):
         target_vocab: list[str],
         text: dict[str, str],
         label_smoothing: float = 0.0,
+        text_models: dict[str, bytes] | None = None,
     ):
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
@@ -43,9 +44,8 @@ class TranslationTask(pl.LightningModule):
         self.model = Seq2Seq(Seq2SeqConfig(len(source_vocab), len(target_vocab), **model))
         self.source_vocab = Tokenizer("word", source_vocab)
         self.target_vocab = Tokenizer("word", target_vocab)
-        lowercase = text.get("lowercase") == "true"
-        self.source_text = MosesText(text["src"], lowercase)
-        self.target_text = MosesText(text["tgt"], lowercase)
+        # the checkpoint carries any sentencepiece models, so it translates on its own
+        self.source_text, self.target_text = text_processors(text, text_models or {})
         self.search = search
         self.val_perplexity = perplexity_metric()
         self._outputs: dict[str, list[tuple[str, str]]] = {}  # stage -> (hypothesis, ref)

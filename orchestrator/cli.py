@@ -171,6 +171,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parallel.add_argument("--min-freq", type=int, default=2)
     parallel.add_argument("--max-vocab", type=int, default=None)
     parallel.add_argument("--samples-per-shard", type=int, default=5000)
+    parallel.add_argument("--subword", choices=["bpe", "unigram"],
+                          help="sentencepiece subwords instead of Moses words")
+    parallel.add_argument("--subword-vocab-size", type=int, default=8000)
     parallel.set_defaults(handler=_prepare_translation)
     return parser
 
@@ -313,7 +316,8 @@ def _prepare_translation(args: argparse.Namespace) -> int:
             raise OrchestratorError(str(exc)) from None
     manifest = prepare_translation(
         splits, args.out, args.source_lang, args.target_lang, args.lowercase, args.min_freq,
-        args.max_vocab, args.samples_per_shard,
+        args.max_vocab, args.samples_per_shard, subword=args.subword,
+        subword_vocab_size=args.subword_vocab_size,
     )
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} sentence pairs, {len(info.shards)} shards")

@@ -107,7 +107,7 @@ def _translation(
         model=_model_settings(config, Seq2SeqConfig), optim=config.optim.model_dump(),
         search=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
-        text=datamodule.manifest.text or {},
+        text=datamodule.manifest.text or {}, text_models=datamodule.text_models,
     )
 
 

@@ -120,3 +120,19 @@ def test_attention_heatmaps_and_translations_page_are_made(trained):
     assert {"translations.md", "bleu_signature.txt"} <= names
     assert any(name.startswith("attention/") and name.endswith(".png") for name in names)
     assert "tok:13a" in task.artifacts["bleu_signature.txt"]
+
+
+@pytest.mark.parametrize("subword", ["bpe", "unigram"])
+def test_sentencepiece_pieces_round_trip_to_the_references(dates, subword, tmp_path):
+    out = tmp_path / subword
+    assert main(["data", "prepare", "translation", "-s", "src", "-t", "tgt",
+                 "--train", str(dates / "train"), "--val", str(dates / "val"),
+                 "--out", str(out), "--subword", subword, "--subword-vocab-size", "60"]) == 0
+    datamodule = TranslationDataModule(str(out), batch_size=16, num_workers=0)
+    assert datamodule.manifest.text["tokenizer"] == "sentencepiece"
+    assert datamodule.target_vocab.tokens[:4] == ["<unk>", "<eos>", "<pad>", "<bos>"]
+    batch = next(iter(datamodule.val_dataloader()))
+    for row, reference in zip(batch["tgt_out"], batch["references"], strict=True):
+        ids = [i for i in row.tolist() if i != IGNORE_INDEX][:-1]  # drop <eos>
+        pieces = [datamodule.target_vocab.tokens[i] for i in ids]
+        assert datamodule.target_text.detokenize(pieces) == reference
