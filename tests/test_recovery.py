@@ -41,12 +41,14 @@ def test_killed_worker_resumes_from_last_checkpoint(local_ray, markov_dataset, t
     thread = threading.Thread(target=run)
     thread.start()
     wait_for(lambda: any((tmp_path / "runs").glob("recovers-*/checkpoint_*")))
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    address = local_ray.get_runtime_context().gcs_address  # this test's Ray, not another
+    alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    workers = list_actors(address=address, filters=alive)
     os.kill(workers[0].pid, signal.SIGKILL)
     thread.join(timeout=300)
 
     assert "error" not in outcome, outcome.get("error")
-    every_worker = list_actors(filters=[("class_name", "=", "RayTrainWorker")])
+    every_worker = list_actors(address=address, filters=[("class_name", "=", "RayTrainWorker")])
     assert len(every_worker) == 4  # the first group of 2, then the restarted group
     result = outcome["result"]
     client = MlflowClient(result.tracking_uri)
