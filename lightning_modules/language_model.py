@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities import grad_norm
 
 from orchestrator.datasets.batches import IGNORE_INDEX, LanguageModelBatch
 from orchestrator.datasets.tokenizer import Tokenizer
 from orchestrator.lightning_modules.cells import Hidden, detach_hidden, reset_rows
 from orchestrator.lightning_modules.metrics import bits_per_token, perplexity_metric
-from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
 )
+from orchestrator.lightning_modules.task_module import TaskModule
 
 
-class LanguageModelTask(pl.LightningModule):
+class LanguageModelTask(TaskModule):
     """Steps and optimisers only; data comes from LanguageModelDataModule.
 
     With `carry_hidden`, the hidden state of each loader stream is carried (detached)
@@ -61,18 +59,7 @@ class LanguageModelTask(pl.LightningModule):
         loss = F.cross_entropy(
             logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE_INDEX
         )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}; "
-                "lower optim.lr or set optim.clip"
-            )
-        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Lightning clips after this hook, so this is the norm before clipping.
-        norm = grad_norm(self.model, norm_type=2)["grad_2.0_norm_total"]
-        self.log("grad_norm", norm, on_step=True, on_epoch=False)
+        return self.log_training_loss(loss)
 
     def validation_step(self, batch: LanguageModelBatch, batch_idx: int) -> None:
         self.val_perplexity.update(self._forward_window(batch, "val"), batch["targets"])
@@ -107,9 +94,6 @@ class LanguageModelTask(pl.LightningModule):
 
     def _drop_hidden(self, stage: str) -> None:
         self._hidden = {key: value for key, value in self._hidden.items() if key[0] != stage}
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizers(self.parameters(), self.hparams["optim"])
 
     def generate_text(self, prompt: str, length: int, temperature: float, seed: int = 0) -> str:
         """The prompt followed by `length` sampled tokens."""

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from pytorch_lightning.utilities import grad_norm
 
 from orchestrator.datasets.batches import ClassificationBatch
 from orchestrator.datasets.tokenizer import Tokenizer
 from orchestrator.lightning_modules.metrics import classification_metrics, confusion_matrix
-from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.rnn_classifier import RNNClassifier, RNNClassifierConfig
+from orchestrator.lightning_modules.task_module import TaskModule
 
 
-class SentimentTask(pl.LightningModule):
+class SentimentTask(TaskModule):
     """Steps and optimisers only; data comes from ClassificationDataModule."""
 
     def __init__(
@@ -38,18 +36,7 @@ class SentimentTask(pl.LightningModule):
 
     def training_step(self, batch: ClassificationBatch, batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["tokens"], batch["lengths"])
-        loss = F.cross_entropy(logits, batch["labels"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}; "
-                "lower optim.lr or set optim.clip"
-            )
-        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Lightning clips after this hook, so this is the norm before clipping.
-        self.log("grad_norm", grad_norm(self.model, norm_type=2)["grad_2.0_norm_total"])
+        return self.log_training_loss(F.cross_entropy(logits, batch["labels"]))
 
     def validation_step(self, batch: ClassificationBatch, batch_idx: int) -> None:
         logits = self.model(batch["tokens"], batch["lengths"])
@@ -72,9 +59,6 @@ class SentimentTask(pl.LightningModule):
         figure.set_size_inches(1.2 * len(self.labels) + 3, 1.2 * len(self.labels) + 2.5)
         self.artifacts["confusion_matrix.png"] = figure
         self.test_confusion.reset()
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizers(self.parameters(), self.hparams["optim"])
 
     @torch.no_grad()
     def classify(self, sentences: list[str]) -> list[str]:

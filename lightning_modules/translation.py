@@ -5,25 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
-import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from pytorch_lightning.utilities import grad_norm
 
 from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.text_processing import text_processors
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
 from orchestrator.lightning_modules import decoding
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric
-from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
+from orchestrator.lightning_modules.task_module import TaskModule
 
 ATTENTION_EXAMPLES = 4  # test sentences drawn as attention heatmaps
 
 
-class TranslationTask(pl.LightningModule):
+class TranslationTask(TaskModule):
     """Steps and optimisers; decoding through the shared search in `decoding.py`."""
 
     def __init__(
@@ -56,20 +54,7 @@ class TranslationTask(pl.LightningModule):
         logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
                                ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}; "
-                "lower optim.lr or set optim.clip"
-            )
-        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # Lightning clips after this hook, so this is the norm before clipping.
-        self.log("grad_norm", grad_norm(self.model, norm_type=2)["grad_2.0_norm_total"])
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizers(self.parameters(), self.hparams["optim"])
+        return self.log_training_loss(loss)
 
     # evaluation -------------------------------------------------------------------------
     def validation_step(self, batch: TranslationBatch, batch_idx: int) -> None:
