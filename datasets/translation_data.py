@@ -1,24 +1,20 @@
 """The translation DataModule: shards of raw `src.txt`/`tgt.txt` -> length-bucketed batches.
 
-Loader workers Moses-tokenise and look up ids; sharding across ranks follows
-`streaming.py` (equal batch counts in training, one exact pass in evaluation).
+Loader workers tokenise (Moses words or sentencepiece pieces) and look up ids.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from orchestrator.datasets import streaming
 from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.buckets import bucketed_batches
-from orchestrator.datasets.manifest import DatasetError, DatasetManifest, load_manifest
+from orchestrator.datasets.manifest import DatasetError
+from orchestrator.datasets.sharded_data import ShardedDataModule, text_of
 from orchestrator.datasets.text_processing import subword_models, text_processors
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
 
@@ -31,7 +27,7 @@ class Pair:
     reference: str
 
 
-class TranslationDataModule(pl.LightningDataModule):
+class TranslationDataModule(ShardedDataModule):
     def __init__(
         self,
         path: str,
@@ -41,14 +37,8 @@ class TranslationDataModule(pl.LightningDataModule):
         batches_per_epoch: int | None = None,
         max_tokens: int = 100,
     ):
-        super().__init__()
-        self.path = path
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.shuffle_buffer = shuffle_buffer
-        self.batches_per_epoch = batches_per_epoch
+        super().__init__(path, batch_size, num_workers, shuffle_buffer, batches_per_epoch)
         self.max_tokens = max_tokens
-        self.manifest: DatasetManifest = load_manifest(path)
         if not self.manifest.target_vocab_file or not self.manifest.text:
             raise DatasetError(f"dataset {path} has no target vocabulary; is it a translation set?")
         self.source_vocab = Tokenizer.from_json(self.manifest.read_file(self.manifest.vocab_file))
@@ -60,56 +50,23 @@ class TranslationDataModule(pl.LightningDataModule):
         self.source_text, self.target_text = text_processors(self.manifest.text,
                                                              self.text_models)
 
-    def train_batches_per_epoch(self, world_size: int) -> int:
-        if self.batches_per_epoch is not None:
-            return self.batches_per_epoch
-        samples = self.manifest.splits["train"].samples
-        return max(1, math.ceil(samples / (self.batch_size * world_size)))
-
-    def train_dataloader(self) -> DataLoader:
-        _, world_size = streaming.rank_and_world()
-        pipeline = (
-            streaming.training_source(self.manifest.shard_urls("train"))
-            .shuffle(self.shuffle_buffer)
-            .map(self._encode)
-            .compose(partial(bucketed_batches, batch_size=self.batch_size, length=_length))
-            .map(self._collate)
-        )
-        batches = self.train_batches_per_epoch(world_size)
-        return streaming.training_loader(pipeline, self.num_workers, batches)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._exact_pass_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._exact_pass_loader("test")
-
-    def _exact_pass_loader(self, split: str) -> DataLoader:
-        shards = streaming.evaluation_shards(self.manifest.shard_urls(split))
-        pipeline = None
-        if shards:
-            pipeline = (
-                streaming.evaluation_source(shards)
-                .map(self._encode)
-                .compose(partial(bucketed_batches, batch_size=self.batch_size, length=_length,
-                                 shuffle=False))
-                .map(self._collate)
-            )
-        return streaming.evaluation_loader(pipeline, self.num_workers, len(shards))
-
     def encode_source(self, sentence: str) -> list[int]:
         ids = self.source_vocab.encode(self.source_text.tokenize(sentence))
         return ids[: self.max_tokens] or [self.source_vocab.unk_id]
 
-    def _encode(self, sample: dict[str, Any]) -> Pair:
-        source, reference = _text(sample["src.txt"]), _text(sample["tgt.txt"])
+    def encode(self, sample: dict[str, Any]) -> Pair:
+        source, reference = text_of(sample["src.txt"]), text_of(sample["tgt.txt"])
         if self.lowercase:  # BLEU of lower-cased output is against lower-cased references
             reference = reference.lower()
         tgt_ids = self.target_vocab.encode(self.target_text.tokenize(reference))
         return Pair(self.encode_source(source), tgt_ids[: self.max_tokens], source, reference)
 
-    def _collate(self, pairs: list[Pair]) -> TranslationBatch:
-        return collate_pairs(pairs, self.source_vocab.index[PAD], self.target_vocab)
+    def batches(self, samples: Iterator[Pair], train: bool) -> Iterator[TranslationBatch]:
+        """Length-bucketed: similar source lengths share a batch, in random order for
+        training and in length order for evaluation."""
+        source_pad = self.source_vocab.index[PAD]
+        for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train):
+            yield collate_pairs(bucket, source_pad, self.target_vocab)
 
 
 def collate_pairs(pairs: list[Pair], source_pad: int, target_vocab: Tokenizer) -> TranslationBatch:
@@ -133,5 +90,3 @@ def _length(pair: Pair) -> int:
     return len(pair.src_ids)
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value

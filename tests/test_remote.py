@@ -11,13 +11,9 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,28 +21,12 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.remote import launch_remote
+from tests.servers import free_port, wait_for_http
 from tests.test_launch import small_config, small_overrides
 
 RAY = Path(sys.executable).with_name("ray")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:  # it answers (401 without the token)
-            return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"{url} did not answer in {timeout_s} s")
 
 
 def pids_using(folder: str) -> list[int]:
@@ -81,7 +61,7 @@ def ray_head():
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/api/version")
+        wait_for_http(f"http://127.0.0.1:{port}/api/version", head)
         yield f"http://127.0.0.1:{port}", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     finally:
         head.send_signal(signal.SIGTERM)

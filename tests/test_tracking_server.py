@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.launch import launch
+from tests.servers import free_port, wait_for_http
 from tests.test_launch import small_config, small_overrides
-from tests.test_ui import free_port
 
 ADMIN_PASSWORD = "a-long-admin-password-1"
 
@@ -42,16 +40,8 @@ def auth_server(tmp_path_factory) -> str:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "mlflow server exited"
-                assert time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
+        wait_for_http(f"{url}/health", server)
         yield url
     finally:
         server.terminate()

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 from orchestrator.tracking import start_run
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.servers import free_port, wait_for_http
 
 
 def test_ui_serves_the_local_store(in_tmp):
@@ -28,15 +21,7 @@ def test_ui_serves_the_local_store(in_tmp):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "the UI exited"
-                assert time.monotonic() < deadline, "the UI did not start in 90 s"
-                time.sleep(0.5)
+        wait_for_http(f"{base}/health", server)
         url = f"{base}/ajax-api/2.0/mlflow/runs/get?run_id={run_id}"
         with urllib.request.urlopen(url, timeout=10) as response:
             run = json.load(response)["run"]

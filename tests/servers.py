@@ -1,0 +1,35 @@
+"""Helpers for tests that start a real server on loopback (Ray head, MLflow)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(
+    url: str, process: subprocess.Popen | None = None, timeout_s: float = 120.0
+) -> None:
+    """Until `url` answers at all (an HTTP error is an answer: 401 without a token);
+    fails early if the server `process` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                message = f"the server for {url} exited with {process.returncode}"
+                raise RuntimeError(message) from None
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout_s} s")
