@@ -11,6 +11,7 @@ import time
 from mlflow.tracking import MlflowClient
 from ray.util.state import list_actors
 
+from orchestrator.k8s_render import RUN_NAME_ENV
 from orchestrator.launch import launch
 from tests.test_launch import small_config
 
@@ -56,3 +57,18 @@ def test_killed_worker_resumes_from_last_checkpoint(local_ray, markov_dataset, t
     steps = [m.step for m in client.get_metric_history(result.run_id, "train_loss")]
     assert max(steps) == EPOCHS * STEPS - 1  # every epoch was trained
     assert steps.count(0) == 1  # the restarted group resumed; it did not start over
+
+
+def test_a_relaunch_under_the_same_run_name_resumes_from_its_checkpoint(
+    local_ray, markov_dataset, tmp_path, monkeypatch
+):
+    """What a retried Kubernetes RayJob does: the same run name and storage path."""
+    monkeypatch.setenv(RUN_NAME_ENV, "pinned-run")
+    first = launch(small_config(markov_dataset, tmp_path, "train.max_epochs=1",
+                                f"train.batches_per_epoch={STEPS}"))
+    second = launch(small_config(markov_dataset, tmp_path, "train.max_epochs=2",
+                                 f"train.batches_per_epoch={STEPS}"))
+    client = MlflowClient(second.tracking_uri)
+    steps = [m.step for m in client.get_metric_history(second.run_id, "train_loss")]
+    assert steps == list(range(STEPS, 2 * STEPS))  # only the second epoch was trained
+    assert first.run_id != second.run_id
