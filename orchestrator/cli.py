@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
@@ -224,8 +223,9 @@ def _ui(args: argparse.Namespace) -> int:
                "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):
         command += ["--default-artifact-root", artifact_root(uri)]
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
-    return subprocess.call(command, env=os.environ.copy())
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, command)  # become the UI, so signals reach it directly
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -33,3 +35,19 @@ def wait_for_http(
                 raise RuntimeError(message) from None
             time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer in {timeout_s} s")
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True and every process it spawned
+    (mlflow's uvicorn and job-runner children outlive their parent otherwise)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:  # children that ignored SIGTERM
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

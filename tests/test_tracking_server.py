@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.launch import launch
-from tests.servers import free_port, wait_for_http
+from tests.servers import free_port, stop_process_group, wait_for_http
 from tests.test_launch import small_config, small_overrides
 
 ADMIN_PASSWORD = "a-long-admin-password-1"
@@ -37,15 +37,14 @@ def auth_server(tmp_path_factory) -> str:
         env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
              "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
              "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-key"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", server)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process_group(server)
 
 
 def test_wrong_password_fails_before_anything_starts(auth_server, markov_dataset, tmp_path,

@@ -8,7 +8,7 @@ import sys
 import urllib.request
 
 from orchestrator.tracking import start_run
-from tests.servers import free_port, wait_for_http
+from tests.servers import free_port, stop_process_group, wait_for_http
 
 
 def test_ui_serves_the_local_store(in_tmp):
@@ -17,7 +17,7 @@ def test_ui_serves_the_local_store(in_tmp):
     server = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "ui", "--port", str(port),
          "tracking.experiment=ui-check"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -27,5 +27,4 @@ def test_ui_serves_the_local_store(in_tmp):
             run = json.load(response)["run"]
         assert run["info"]["run_name"] == "a-run"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process_group(server)
