@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     notes = ("Trained on CPU through `orchestrator launch` with the shipped config"
              + (f", overrides {' '.join(args.overrides)}" if args.overrides else "")
-             + ". Test perplexity uses the final weights.")
+             + ". Test perplexity uses the best validation epoch's weights.")
     for name in [args.only] if args.only else list(RUNS):
         row = run_one(name, args.shared.resolve(), args.overrides)
         print(append_section(f"Language model on real data: {name}", [row], notes))
