@@ -27,6 +27,7 @@ from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
 )
+from orchestrator.tasks import model_settings
 
 WORK = Path(__file__).with_name("work")
 
@@ -39,7 +40,8 @@ def plain_loop(config: ExperimentConfig, threads: int) -> list[float]:
         config.data.path, config.data.batch_size, config.data.bptt, config.data.num_workers,
         config.data.shuffle_buffer, config.train.batches_per_epoch,
     )
-    settings = RNNLanguageModelConfig(len(data.tokenizer), **config.model.model_dump())
+    settings = RNNLanguageModelConfig(len(data.tokenizer),
+                                      **model_settings(config, RNNLanguageModelConfig))
     model = RNNLanguageModel(settings)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     rates = []

@@ -37,7 +37,8 @@ def main() -> None:
             })
             print(rows[-1], flush=True)
     notes = ("configs/sst2_bilstm.yaml (2 layers x 128, dropout 0.5, 4 epochs, random "
-             "embeddings, best validation epoch's weights) with model.cell and model.bidirectional varied"
+             "embeddings, best validation epoch's weights) with model.cell and "
+             "model.bidirectional varied"
              + (f", overrides {' '.join(args.overrides)}" if args.overrides else "")
              + ". Anchors: SST-2 BiLSTM baselines 0.83-0.87 (with pretrained vectors); "
              "2-layer BiLSTM on IMDB 0.862.")

@@ -44,7 +44,7 @@ class TaskSpec:
     samples: Callable[[pl.LightningModule, ExperimentConfig], list[str]]
 
 
-def _model_settings(config: ExperimentConfig, model_config: type) -> dict[str, Any]:
+def model_settings(config: ExperimentConfig, model_config: type) -> dict[str, Any]:
     """The keys of the shared `model` section that this task's architecture takes."""
     names = {field.name for field in dataclasses.fields(model_config)}
     return {key: value for key, value in config.model.model_dump().items() if key in names}
@@ -61,7 +61,7 @@ def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
 def _language_model(
     config: ExperimentConfig, datamodule: LanguageModelDataModule
 ) -> LanguageModelTask:
-    model = _model_settings(config, RNNLanguageModelConfig)
+    model = model_settings(config, RNNLanguageModelConfig)
     return LanguageModelTask(
         model=model, optim=config.optim.model_dump(), vocab=datamodule.tokenizer.tokens,
         level=datamodule.tokenizer.level, carry_hidden=config.data.carry_hidden,
@@ -86,7 +86,7 @@ def _sentiment_data(config: ExperimentConfig) -> ClassificationDataModule:
 
 
 def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -> SentimentTask:
-    model = _model_settings(config, RNNClassifierConfig)
+    model = model_settings(config, RNNClassifierConfig)
     return SentimentTask(model=model, optim=config.optim.model_dump(),
                          vocab=datamodule.tokenizer.tokens, labels=datamodule.labels)
 
@@ -104,7 +104,7 @@ def _translation(
     config: ExperimentConfig, datamodule: TranslationDataModule
 ) -> TranslationTask:
     return TranslationTask(
-        model=_model_settings(config, Seq2SeqConfig), optim=config.optim.model_dump(),
+        model=model_settings(config, Seq2SeqConfig), optim=config.optim.model_dump(),
         search=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
         text=datamodule.manifest.text or {}, text_models=datamodule.text_models,
