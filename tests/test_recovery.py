@@ -41,7 +41,10 @@ def test_killed_worker_resumes_from_last_checkpoint(local_ray, markov_dataset, t
 
     thread = threading.Thread(target=run)
     thread.start()
-    wait_for(lambda: any((tmp_path / "runs").glob("recovers-*/checkpoint_*")))
+    # Kill once a second epoch's checkpoint folder appears: the first is registered by then.
+    # (Folders only: checkpoint_manager_snapshot.json exists from the start.)
+    wait_for(lambda: len([p for p in (tmp_path / "runs").glob("recovers-*/checkpoint_2*")
+                          if p.is_dir()]) >= 2)
     address = local_ray.get_runtime_context().gcs_address  # this test's Ray, not another
     alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
     workers = list_actors(address=address, filters=alive)
