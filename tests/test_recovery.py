@@ -59,7 +59,9 @@ def test_killed_worker_resumes_from_last_checkpoint(local_ray, markov_dataset, t
     assert client.get_run(result.run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(result.run_id, "train_loss")]
     assert max(steps) == EPOCHS * STEPS - 1  # every epoch was trained
-    assert steps.count(0) == 1  # the restarted group resumed; it did not start over
+    # the restarted group resumed; starting over would log step 0 again (metrics still in
+    # the killed worker's 2 s MLflow buffer may be lost, so absence is allowed)
+    assert steps.count(0) <= 1
 
 
 def test_a_relaunch_under_the_same_run_name_resumes_from_its_checkpoint(
