@@ -304,10 +304,3 @@ class Greedy(Sample):
 
     def __init__(self, config: DecodingConfig):
         super().__init__(config, temperature=0.0, num_samples=1)
-
-
-DECODING_STRATEGIES: dict[str, type[DecodeStrategy]] = {
-    "greedy": Greedy,
-    "sample": Sample,
-    "beam": BeamSearch,
-}

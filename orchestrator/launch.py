@@ -20,6 +20,7 @@ from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig, flatten
 from orchestrator.datasets.manifest import (
     MANIFEST_NAME,
     DatasetError,
+    DatasetManifest,
     check_local_shards,
     load_manifest,
 )
@@ -43,7 +44,7 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     config = resolve_paths(config)
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
-    ensure_dataset(config)
+    manifest = ensure_dataset(config)
     # A Kubernetes RayJob pins the name, so a retried job finds its checkpoints again.
     run_name = os.environ.get(RUN_NAME_ENV) or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.start_run(
@@ -53,7 +54,7 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     succeeded = False
     try:
         tracking.log_params(uri, run_id, flatten(config))
-        _log_inputs(uri, run_id, config)
+        _log_inputs(uri, run_id, config, manifest)
         ray_address = _connect_ray(config.ray.address)
         MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
         result = _fit(config, uri, run_id, run_name)
@@ -84,7 +85,7 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     return config
 
 
-def ensure_dataset(config: ExperimentConfig) -> None:
+def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
     """Generate the built-in sample corpus if asked, then check the dataset is whole."""
     path = config.data.path
     is_local = "://" not in path and not path.startswith("pipe:")
@@ -108,6 +109,7 @@ def ensure_dataset(config: ExperimentConfig) -> None:
     for split in ("train", "val", "test"):
         if split not in manifest.splits:
             raise OrchestratorError(f"data.path {path} has no {split!r} split")
+    return manifest
 
 
 def _connect_ray(address: str | None) -> str:
@@ -190,11 +192,11 @@ def _best_checkpoint_file(result: Any, config: ExperimentConfig) -> Path:
     return Path(checkpoint.path) / RayTrainReportCallback.CHECKPOINT_NAME
 
 
-def _log_inputs(uri: str, run_id: str, config: ExperimentConfig) -> None:
+def _log_inputs(
+    uri: str, run_id: str, config: ExperimentConfig, manifest: DatasetManifest
+) -> None:
     client = MlflowClient(uri)
     client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False), "config.yaml")
-    path = config.data.path
-    manifest = load_manifest(path)
     client.log_text(run_id, manifest.read_file(manifest.vocab_file), "vocab.json")
 
 
