@@ -201,6 +201,20 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
         raise OrchestratorError(describe_validation_error(exc, ExperimentConfig)) from None
 
 
+def with_values(config: ExperimentConfig, values: dict[str, Any],
+                where: str = "override") -> ExperimentConfig:
+    """The config with dotted keys set (a sweep's axes) and validated again; errors
+    name `where` the values came from."""
+    raw = config.model_dump()
+    for key, value in values.items():
+        _set_dotted(raw, key, value)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise OrchestratorError(f"{where}: {describe_validation_error(exc, ExperimentConfig)}"
+                                ) from None
+
+
 def flatten(config: BaseModel) -> dict[str, Any]:
     """Dotted key -> value for every leaf field (MLflow params, sweep keys)."""
     flat: dict[str, Any] = {}

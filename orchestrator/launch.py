@@ -53,22 +53,32 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     )
     succeeded = False
     try:
-        tracking.log_params(uri, run_id, flatten(config))
-        _log_inputs(uri, run_id, config, manifest)
-        ray_address = _connect_ray(config.ray.address)
-        MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
-        result = _fit(config, uri, run_id, run_name)
-        best = _best_checkpoint_file(result, config)
-        task = TASKS[config.task]
-        samples = task.samples(task.module_class.load_from_checkpoint(best, map_location="cpu"),
-                               config)
-        _log_outputs(uri, run_id, best, samples)
-        # MLflow holds the last value of every metric, test metrics included.
-        metrics = MlflowClient(uri).get_run(run_id).data.metrics
+        result = train_in_run(config, uri, run_id, run_name, manifest)
         succeeded = True
-        return LaunchResult(run_id, uri, metrics, str(best), samples, task.summary_metrics)
+        return result
     finally:
         tracking.end_run(uri, run_id, succeeded)
+
+
+def train_in_run(
+    config: ExperimentConfig, uri: str, run_id: str, run_name: str, manifest: DatasetManifest,
+    callbacks: list[Any] = (), eval_variants: list[dict[str, Any]] | None = None,
+) -> LaunchResult:
+    """Train, test and log into an open MLflow run: a launch's own, or a sweep trial's
+    (whose Tune callback and evaluation variants come in `callbacks`/`eval_variants`)."""
+    tracking.log_params(uri, run_id, flatten(config))
+    _log_inputs(uri, run_id, config, manifest)
+    ray_address = _connect_ray(config.ray.address)
+    MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
+    result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants)
+    best = _best_checkpoint_file(result, config)
+    task = TASKS[config.task]
+    samples = task.samples(task.module_class.load_from_checkpoint(best, map_location="cpu"),
+                           config)
+    _log_outputs(uri, run_id, best, samples)
+    # MLflow holds the last value of every metric, test metrics included.
+    metrics = MlflowClient(uri).get_run(run_id).data.metrics
+    return LaunchResult(run_id, uri, metrics, str(best), samples, task.summary_metrics)
 
 
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -121,7 +131,10 @@ def _connect_ray(address: str | None) -> str:
     return ray.get_runtime_context().gcs_address
 
 
-def _fit(config: ExperimentConfig, uri: str, run_id: str, run_name: str) -> Any:
+def _fit(
+    config: ExperimentConfig, uri: str, run_id: str, run_name: str, callbacks: list[Any],
+    eval_variants: list[dict[str, Any]] | None,
+) -> Any:
     from ray.train import (
         CheckpointConfig,
         FailureConfig,
@@ -141,7 +154,7 @@ def _fit(config: ExperimentConfig, uri: str, run_id: str, run_name: str) -> Any:
         train_loop_per_worker,
         train_loop_config={
             "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
-            "tracking_credentials": tracking.credentials(),
+            "tracking_credentials": tracking.credentials(), "eval_variants": eval_variants,
         },
         scaling_config=ScalingConfig(
             num_workers=config.ray.num_workers,
@@ -152,6 +165,7 @@ def _fit(config: ExperimentConfig, uri: str, run_id: str, run_name: str) -> Any:
             name=run_name,
             storage_path=config.ray.storage_path,
             failure_config=FailureConfig(max_failures=config.ray.max_failures),
+            callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.ray.checkpoints_to_keep,
                 checkpoint_score_attribute=task.monitor,

@@ -42,6 +42,9 @@ class TaskSpec:
     summary_metrics: tuple[str, ...]
     # Example outputs of a trained model, logged as samples.txt
     samples: Callable[[pl.LightningModule, ExperimentConfig], list[str]]
+    # Generating tasks: the test metric at beam size k, as a template ("test_bleu_beam{k}");
+    # a sweep can then make beam size an evaluation axis.
+    beam_metric: str | None = None
 
 
 def model_settings(config: ExperimentConfig, model_config: type) -> dict[str, Any]:
@@ -130,7 +133,7 @@ TASKS: dict[str, TaskSpec] = {
         module_class=LanguageModelTask,
         build_datamodule=_language_model_data,
         build_module=_language_model,
-        monitor="val_loss",
+        monitor="val_perplexity",
         mode="min",
         summary_metrics=("perplexity", "bpc"),
         samples=_generated_text,
@@ -152,6 +155,7 @@ TASKS: dict[str, TaskSpec] = {
         mode="max",
         summary_metrics=("bleu", "perplexity"),
         samples=_translated_prompts,
+        beam_metric="test_bleu_beam{k}",
     ),
 }
 

@@ -28,6 +28,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
 from orchestrator.lightning_modules.throughput import TokenThroughput
 from orchestrator.tasks import TASKS
+from orchestrator.tuning.search_space import variant_prefix
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -57,12 +58,39 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from))
 
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
+    final["epoch"] = trainer.current_epoch - 1  # the last epoch, as the epoch reports count
     best_weights.restore(module)  # test the best validation epoch, like the best checkpoint
-    final.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    for variant in loop_config.get("eval_variants") or [{}]:
+        final.update(_test(trainer, module, datamodule, variant))
     if trainer.global_rank == 0:
         _log_artifacts(logger, getattr(module, "artifacts", {}))
         mlflow.flush_async_logging()
     ray.train.report(metrics=final)
+
+
+def _test(
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+    variant: dict[str, Any],
+) -> dict[str, float]:
+    """One test pass with these eval-section settings (a sweep's evaluation axes); metrics
+    of a variant are also logged under the variant's prefix, so passes never overwrite."""
+    if not variant:
+        return trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    module.search.update(variant)  # generating tasks keep their eval settings in `search`
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    prefixed = {variant_prefix(variant) + key: value for key, value in metrics.items()}
+    if trainer.global_rank == 0:
+        trainer.logger.log_metrics(prefixed)
+    return prefixed
+
+
+class FlushMetrics(pl.Callback):
+    """Send the epoch's buffered metrics to MLflow before Ray hears of the epoch: a sweep's
+    scheduler may stop the trial (killing its process) as soon as it reads the report."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank == 0:
+            mlflow.flush_async_logging()
 
 
 def _make_trainer(
@@ -75,7 +103,7 @@ def _make_trainer(
         devices="auto",
         strategy=RayDDPStrategy(),
         plugins=[RayLightningEnvironment()],
-        callbacks=[TokenThroughput(), best_weights, RayTrainReportCallback()],
+        callbacks=[TokenThroughput(), best_weights, FlushMetrics(), RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,

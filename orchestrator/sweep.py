@@ -1,0 +1,210 @@
+"""`orchestrator sweep`: a Ray Tune sweep whose trials are `launch`'s own Train runs.
+
+This file checks a sweep against the experiment schema before anything starts, and
+supplies the trial function; `orchestrator.tuning` runs Tune, MLflow runs and the report.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from orchestrator import tracking
+from orchestrator.config import ExperimentConfig, load_config, with_values
+from orchestrator.datasets.manifest import load_manifest
+from orchestrator.errors import OrchestratorError
+from orchestrator.launch import ensure_dataset, resolve_paths, train_in_run
+from orchestrator.tasks import TASKS
+from orchestrator.tuning import report, sweep_runs
+from orchestrator.tuning.search_space import beam_sizes, evaluation_variants, expected_models
+from orchestrator.tuning.sweep_config import BEAM_AXIS, SweepConfig, SweepError, load_sweep
+from orchestrator.tuning.sweep_runner import (
+    SLOT_RESOURCE,
+    SweepPlan,
+    finished,
+    load_plan,
+    make_scheduler,
+    run_sweep,
+    save_plan,
+)
+
+
+@dataclass
+class SweepOutcome:
+    folder: Path
+    finished: bool
+    parent_run_id: str
+    report_html: Path | None
+
+
+def sweep(path: str | None = None, resume: str | None = None,
+          address: str | None = None) -> SweepOutcome:
+    """Start the sweep in `path`, or resume the one in folder `resume`."""
+    if resume:
+        folder = Path(resume).resolve()
+        plan = load_plan(folder)
+        tracking.check_reachable(plan.tracking_uri)
+        sweep_runs.reopen(plan.tracking_uri, plan.parent_run_id)
+    else:
+        plan, folder = _plan(load_sweep(path))
+    _connect_ray(address, plan.config)
+    trainable = functools.partial(run_trial, folder=str(folder))
+    results = run_sweep(plan, folder, trainable, resume=bool(resume))
+    return _finish(plan, folder, finished(results, plan))
+
+
+def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
+    """Check every axis against the schema, make the data and the parent run: all before
+    any trial starts, so a typo fails in a second rather than in trial 7."""
+    base = resolve_paths(_with_values(load_config(sweep.base), sweep.overrides, "overrides"))
+    _check_axes(sweep, base)
+    task = TASKS[base.task]
+    beams = beam_sizes(sweep)
+    variants = evaluation_variants(sweep)
+    if (beams or variants != [{}]) and task.beam_metric is None:
+        raise OrchestratorError(f"task {base.task} does not decode, so it has no evaluation "
+                                f"axes; remove `evaluate:` ({', '.join(sweep.evaluate)})")
+    make_scheduler(sweep.scheduler, base.train.max_epochs)  # refuses what it cannot run
+    folder = Path(sweep.storage_path).resolve() / sweep.name
+    if (folder / "sweep.json").exists():
+        raise OrchestratorError(f"sweep folder {folder} exists; continue it with `orchestrator "
+                                f"sweep --resume {folder}` or give the sweep another name")
+    uri = tracking.resolve_tracking_uri(base.tracking)
+    tracking.check_reachable(uri)
+    ensure_dataset(base)  # once here, so trials never race to generate sample data
+    parent = sweep_runs.start_parent_run(
+        uri, base.tracking.experiment, sweep.name,
+        tags={"task": base.task, "sweep": "parent", "git_commit": tracking.git_commit()},
+    )
+    plan = SweepPlan(
+        name=sweep.name, task=base.task, metric=sweep.metric or task.monitor,
+        mode=sweep.mode or task.mode, max_epochs=base.train.max_epochs,
+        models_expected=expected_models(sweep), tracking_uri=uri,
+        experiment=base.tracking.experiment, parent_run_id=parent,
+        sweep=sweep.model_dump(), base_config=_trial_base(base, sweep, folder).model_dump(),
+        beam_metric=task.beam_metric if beams else None, beam_sizes=beams,
+        eval_variants=variants,
+    )
+    save_plan(folder, plan)
+    _log_plan(plan)
+    return plan, folder
+
+
+def _check_axes(sweep: SweepConfig, base: ExperimentConfig) -> None:
+    """Every value an axis can take must make a valid config (bounds for the ranges)."""
+    for key, spec in sweep.space.items():
+        for values in spec.values():
+            for value in values:
+                _with_values(base, {key: value}, f"space.{key}")
+    for key, values in sweep.evaluate.items():
+        if key == BEAM_AXIS:
+            _with_values(base, {"eval.beam_sizes": values}, f"evaluate.{key}")
+        else:
+            for value in values:
+                _with_values(base, {key: value}, f"evaluate.{key}")
+
+
+def _with_values(config: ExperimentConfig, values: dict[str, Any], where: str):
+    try:
+        return with_values(config, values, where)
+    except OrchestratorError as exc:
+        raise SweepError(str(exc)) from None
+
+
+def _trial_base(base: ExperimentConfig, sweep: SweepConfig, folder: Path) -> ExperimentConfig:
+    """The base config as every trial runs it: the sweep's resources and beam sizes, Train
+    checkpoints inside the sweep folder, no progress bars interleaving in Tune's output."""
+    resources = sweep.resources
+    values: dict[str, Any] = {
+        "ray.num_workers": resources.workers_per_trial,
+        "ray.cpus_per_worker": resources.cpus_per_worker,
+        "ray.gpus_per_worker": resources.gpus_per_worker,
+        "ray.use_gpu": resources.gpus_per_worker > 0,
+        "ray.storage_path": str(folder / "train"),
+        "train.progress_bar": False,
+    }
+    if BEAM_AXIS in sweep.evaluate:
+        values["eval.beam_sizes"] = beam_sizes(sweep)
+    return with_values(base, values, "sweep")
+
+
+def _log_plan(plan: SweepPlan) -> None:
+    client = MlflowClient(plan.tracking_uri)
+    client.log_dict(plan.parent_run_id, plan.sweep, "sweep.yaml")
+    client.log_dict(plan.parent_run_id, plan.base_config, "base_config.yaml")
+    scheduler = plan.sweep["scheduler"]
+    tracking.log_params(plan.tracking_uri, plan.parent_run_id, {
+        "metric": plan.metric, "mode": plan.mode, "scheduler": scheduler["name"],
+        "num_samples": plan.sweep["num_samples"], "models_expected": plan.models_expected,
+        "space": ", ".join(plan.sweep["space"]),
+        "evaluate": ", ".join(plan.sweep["evaluate"]) or "-",
+    })
+
+
+def _connect_ray(address: str | None, sweep: SweepConfig) -> None:
+    """Local Ray gets one trial slot per trial that fits its CPUs (or the sweep's cap);
+    a cluster must advertise the slots itself (`ray start --resources`)."""
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            import os
+
+            cpus = os.cpu_count() or 1
+            per_trial = sweep.resources.workers_per_trial * sweep.resources.cpus_per_worker
+            slots = sweep.max_concurrent_trials or max(1, math.floor(cpus / per_trial))
+            ray.init(address="local", resources={SLOT_RESOURCE: slots})
+    if ray.cluster_resources().get(SLOT_RESOURCE, 0) < 1:
+        raise OrchestratorError(
+            f"the Ray cluster has no {SLOT_RESOURCE!r} resource, which caps how many trials "
+            f"run at once; start its nodes with `ray start --resources "
+            f"'{{\"{SLOT_RESOURCE}\": N}}'` (N trials per node)"
+        )
+
+
+def run_trial(params: dict[str, Any], folder: str) -> None:
+    """One trial: the base config with this trial's axis values, trained like `launch`
+    inside the trial's MLflow child run, with every Train report forwarded to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    plan = load_plan(Path(folder))
+    config = with_values(ExperimentConfig.model_validate(plan.base_config), params, "trial")
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    run_id = sweep_runs.child_run(plan.tracking_uri, plan.parent_run_id, trial_id,
+                                  context.get_trial_name())
+    succeeded = False
+    try:
+        # the same Train run name on a restart: it resumes from its own last checkpoint
+        train_in_run(config, plan.tracking_uri, run_id, f"trial-{trial_id}",
+                     load_manifest(config.data.path), callbacks=[TuneReportCallback()],
+                     eval_variants=plan.eval_variants)
+        succeeded = True
+    finally:
+        tracking.end_run(plan.tracking_uri, run_id, succeeded)
+
+
+def _finish(plan: SweepPlan, folder: Path, done: bool) -> SweepOutcome:
+    """Write the report and end the parent run; an interrupted sweep ends KILLED and
+    leaves no child run RUNNING."""
+    uri = plan.tracking_uri
+    client = MlflowClient(uri)
+    if not done:
+        sweep_runs.end_running_children(uri, plan.parent_run_id)
+        client.set_terminated(plan.parent_run_id, "KILLED")
+        return SweepOutcome(folder, False, plan.parent_run_id, None)
+    written = report.write_report(folder)
+    for path in written.files:
+        client.log_artifact(plan.parent_run_id, str(path), "report")
+    if written.best:
+        client.log_dict(plan.parent_run_id, written.best, "best_config.json")
+    client.set_terminated(plan.parent_run_id, "FINISHED")
+    return SweepOutcome(folder, True, plan.parent_run_id, written.html)

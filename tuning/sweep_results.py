@@ -1,0 +1,112 @@
+"""A finished (or interrupted) sweep's results as tables: one row per trial, one row per
+trial x evaluation combination, read back from Tune's files and the MLflow child runs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from ray.tune import ExperimentAnalysis
+
+from orchestrator.tuning import sweep_runs
+from orchestrator.tuning.search_space import variant_prefix
+from orchestrator.tuning.sweep_runner import TIME_ATTR, SweepPlan, load_plan
+
+
+@dataclass
+class SweepResults:
+    plan: SweepPlan
+    trials: pd.DataFrame  # one row per trained model, best first
+    combinations: pd.DataFrame  # one row per model x evaluation setting, best first
+    curves: dict[str, pd.DataFrame]  # trial id -> its per-epoch reports
+    grad_norms: dict[str, pd.DataFrame]  # trial id -> step, grad_norm (from MLflow)
+
+    @property
+    def axes(self) -> list[str]:
+        return [*self.plan.sweep["space"], *self.evaluation_axes]
+
+    @property
+    def evaluation_axes(self) -> list[str]:
+        return list(self.plan.sweep["evaluate"])
+
+    @property
+    def combination_metric(self) -> str:
+        return "test metric" if self.evaluation_axes else self.plan.metric
+
+
+def read_results(folder: Path) -> SweepResults:
+    plan = load_plan(folder)
+    analysis = ExperimentAnalysis(str(folder))
+    curves = {trial.trial_id: _curve(analysis, trial) for trial in analysis.trials}
+    rows = [_trial_row(plan, trial, curves[trial.trial_id]) for trial in analysis.trials]
+    trials = _ranked(pd.DataFrame(rows), plan.metric, plan.mode)
+    combinations = _combinations(plan, analysis.trials, trials)
+    return SweepResults(plan, trials, combinations, curves, _grad_norms(plan))
+
+
+def _curve(analysis: ExperimentAnalysis, trial: Any) -> pd.DataFrame:
+    frame = analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame())
+    if TIME_ATTR not in frame:
+        return pd.DataFrame()
+    # the final report (after test) repeats the last epoch: keep one row per epoch
+    return frame.drop_duplicates(TIME_ATTR, keep="first").sort_values(TIME_ATTR)
+
+
+def _trial_row(plan: SweepPlan, trial: Any, curve: pd.DataFrame) -> dict[str, Any]:
+    last = trial.last_result or {}
+    metric = plan.metric
+    best = None
+    if metric in curve:
+        best = curve[metric].min() if plan.mode == "min" else curve[metric].max()
+    epochs = int(last.get(TIME_ATTR, -1)) + 1
+    return {
+        "trial": trial.trial_id,
+        **{key: trial.config.get(key) for key in plan.sweep["space"]},
+        metric: best,
+        "epochs": epochs,
+        "status": trial.status,
+        "stopped early": trial.status == "TERMINATED" and epochs < plan.max_epochs,
+    }
+
+
+def _combinations(plan: SweepPlan, tune_trials: list[Any], trials: pd.DataFrame) -> pd.DataFrame:
+    """Each trained model at each evaluation setting; without evaluation axes, the trials."""
+    if not plan.beam_sizes and plan.eval_variants == [{}]:
+        return trials
+    by_id = {trial.trial_id: trial for trial in tune_trials}
+    rows = []
+    for row in trials.to_dict("records"):
+        last = by_id[row["trial"]].last_result or {}
+        for variant, beam in itertools.product(plan.eval_variants, plan.beam_sizes or [None]):
+            name = plan.beam_metric.format(k=beam) if beam else None
+            values = {f"eval.{key}": value for key, value in variant.items()}
+            if beam:
+                values["eval.beam_size"] = beam
+            rows.append({"trial": row["trial"],
+                         **{key: row[key] for key in plan.sweep["space"]}, **values,
+                         "test metric": last.get(variant_prefix(variant) + (name or ""))})
+    return _ranked(pd.DataFrame(rows), "test metric", plan.mode)
+
+
+def _ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    ranked = frame.sort_values(metric, ascending=mode == "min", na_position="last")
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    return ranked.reset_index(drop=True)
+
+
+def _grad_norms(plan: SweepPlan) -> dict[str, pd.DataFrame]:
+    """Per-step gradient norms before clipping, as each trial's MLflow run logged them."""
+    client = MlflowClient(plan.tracking_uri)
+    norms = {}
+    for run in sweep_runs.children(client, plan.parent_run_id):
+        history = client.get_metric_history(run.info.run_id, "grad_norm")
+        trial = run.data.tags.get(sweep_runs.TRIAL_TAG)
+        norms[trial] = pd.DataFrame({"step": [m.step for m in history],
+                                     "grad_norm": [m.value for m in history]})
+    return norms

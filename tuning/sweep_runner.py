@@ -1,0 +1,153 @@
+"""Run (or resume) a sweep with Ray Tune.
+
+Each trial is a Tune function trainable that runs a whole Ray Train run; the caller hands
+that function in, so this module knows nothing of tasks or configs. Trials claim one unit
+of a custom resource, `sweep_trial_slot`, instead of a fraction of a CPU: a fractional CPU
+would let every trial start at once and then wait forever for its Train workers' CPUs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from orchestrator.tuning import sweep_runs
+from orchestrator.tuning.search_space import param_space
+from orchestrator.tuning.sweep_config import SchedulerConfig, SweepConfig, SweepError
+
+SLOT_RESOURCE = "sweep_trial_slot"
+PLAN_FILE = "sweep.json"
+TIME_ATTR = "epoch"  # schedulers count epochs, which a resumed trial keeps, not iterations
+
+
+@dataclass
+class SweepPlan:
+    """Everything about a sweep that outlives the process: saved as sweep.json in the sweep
+    folder, read again by `--resume` and by the report."""
+
+    name: str
+    task: str
+    metric: str
+    mode: str
+    max_epochs: int
+    models_expected: int
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    sweep: dict[str, Any]  # the sweep file, as validated
+    base_config: dict[str, Any]  # the experiment every trial starts from
+    beam_metric: str | None = None  # "test_bleu_beam{k}" where beam size is an axis
+    beam_sizes: list[int] | None = None
+    eval_variants: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+
+    @property
+    def config(self) -> SweepConfig:
+        return SweepConfig.model_validate(self.sweep)
+
+
+def save_plan(folder: Path, plan: SweepPlan) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PLAN_FILE).write_text(json.dumps(asdict(plan), indent=2))
+
+
+def load_plan(folder: Path) -> SweepPlan:
+    path = folder / PLAN_FILE
+    if not path.is_file():
+        raise SweepError(f"{folder} is not a sweep folder: it has no {PLAN_FILE} "
+                         "(it is written when `orchestrator sweep` starts)")
+    return SweepPlan(**json.loads(path.read_text()))
+
+
+class EpochASHA(ASHAScheduler):
+    """ASHA on epochs trained. Train reports the 0-based `epoch`; rungs count epochs done,
+    so grace_period 1 judges a trial after its first epoch. A trial past its last epoch is
+    never stopped: it is done training and still owes its test pass."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if TIME_ATTR in result and result[TIME_ATTR] + 1 >= self._max_t:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, _epochs_done(result))
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, _epochs_done(result))
+
+
+def _epochs_done(result: dict) -> dict:
+    return {**result, TIME_ATTR: result[TIME_ATTR] + 1} if TIME_ATTR in result else result
+
+
+def make_scheduler(settings: SchedulerConfig, max_epochs: int) -> TrialScheduler:
+    if settings.name == "none":
+        return FIFOScheduler()
+    if settings.name == "pbt":
+        raise SweepError("scheduler pbt is not supported yet: it needs Tune checkpoints "
+                         "from inside the Train run; use asha or none")
+    return EpochASHA(time_attr=TIME_ATTR, max_t=max_epochs,
+                         grace_period=min(settings.grace_period, max_epochs),
+                         reduction_factor=settings.reduction_factor)
+
+
+def trial_resources() -> dict[str, float]:
+    """What the trial's own actor holds: a slot, no CPU (its Train workers take those)."""
+    return {"CPU": 0, SLOT_RESOURCE: 1}
+
+
+class TrialRunsCallback(tune.Callback):
+    """Ends each trial's MLflow child run once Tune is done with the trial, so runs of
+    trials stopped early by the scheduler are never left RUNNING."""
+
+    def __init__(self, tracking_uri: str, parent_run_id: str, max_epochs: int):
+        self.tracking_uri = tracking_uri
+        self.parent_run_id = parent_run_id
+        self.max_epochs = max_epochs
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epochs = int((trial.last_result or {}).get(TIME_ATTR, -1)) + 1
+        stopped = epochs < self.max_epochs
+        sweep_runs.end_child(self.tracking_uri, self.parent_run_id, trial.trial_id,
+                             "KILLED" if stopped else "FINISHED",
+                             {sweep_runs.STOPPED_EARLY_TAG: str(stopped).lower(),
+                              "sweep.epochs_trained": str(epochs)})
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        sweep_runs.end_child(self.tracking_uri, self.parent_run_id, trial.trial_id, "FAILED")
+
+
+def run_sweep(
+    plan: SweepPlan, folder: Path, trainable: Callable[[dict[str, Any]], None], resume: bool
+) -> tune.ResultGrid:
+    """Fit a new Tuner in `folder`, or restore the one there: finished trials stay
+    finished, unfinished and errored ones continue from their last checkpoints."""
+    sweep = plan.config
+    runnable = tune.with_resources(trainable, trial_resources())
+    if resume:
+        tuner = tune.Tuner.restore(str(folder), runnable, resume_unfinished=True,
+                                   resume_errored=True, param_space=param_space(sweep))
+    else:
+        tuner = tune.Tuner(
+            runnable,
+            param_space=param_space(sweep),
+            tune_config=tune.TuneConfig(
+                metric=plan.metric, mode=plan.mode, num_samples=sweep.num_samples,
+                scheduler=make_scheduler(sweep.scheduler, plan.max_epochs),
+                max_concurrent_trials=sweep.max_concurrent_trials,
+            ),
+            run_config=tune.RunConfig(
+                name=folder.name, storage_path=str(folder.parent),
+                callbacks=[TrialRunsCallback(plan.tracking_uri, plan.parent_run_id,
+                                             plan.max_epochs)],
+                verbose=1,
+            ),
+        )
+    return tuner.fit()
+
+
+def finished(results: tune.ResultGrid, plan: SweepPlan) -> bool:
+    """Did every trial end (done, stopped early, or failed), or was the sweep interrupted?"""
+    return results.num_terminated + results.num_errors >= plan.models_expected

@@ -1,0 +1,80 @@
+"""MLflow for a sweep: one parent run per sweep, one child run per trial.
+
+A child run is found again by its trial id, so a trial restarted after an interruption
+logs into the run it started, and the driver can end the runs of trials the scheduler
+stopped (their actors are killed before they could end the runs themselves).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+TRIAL_TAG = "sweep.trial_id"
+ATTEMPTS_TAG = "sweep.trial_attempts"  # how often the trial's function started
+STOPPED_EARLY_TAG = "sweep.stopped_early"
+
+
+def start_parent_run(uri: str, experiment: str, name: str, tags: dict[str, str]) -> str:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+def reopen(uri: str, run_id: str) -> None:
+    """A resumed sweep logs into its old parent run again."""
+    MlflowClient(uri).update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+
+
+def child_run(uri: str, parent_run_id: str, trial_id: str, trial_name: str) -> str:
+    """The trial's child run: created on its first start, reopened on later ones."""
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_run_id)
+    existing = find_child(client, parent_run_id, trial_id)
+    if existing is None:
+        run = client.create_run(parent.info.experiment_id, tags={
+            MLFLOW_PARENT_RUN_ID: parent_run_id, TRIAL_TAG: trial_id,
+            MLFLOW_RUN_NAME: trial_name, ATTEMPTS_TAG: "1",
+        })
+        return run.info.run_id
+    attempts = int(existing.data.tags.get(ATTEMPTS_TAG, "1")) + 1
+    client.set_tag(existing.info.run_id, ATTEMPTS_TAG, str(attempts))
+    reopen(uri, existing.info.run_id)
+    return existing.info.run_id
+
+
+def find_child(client: MlflowClient, parent_run_id: str, trial_id: str) -> Any | None:
+    runs = children(client, parent_run_id, f"tags.`{TRIAL_TAG}` = '{trial_id}'")
+    return runs[0] if runs else None
+
+
+def children(client: MlflowClient, parent_run_id: str, extra_filter: str = "") -> list[Any]:
+    parent = client.get_run(parent_run_id)
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
+    if extra_filter:
+        query += f" and {extra_filter}"
+    return client.search_runs([parent.info.experiment_id], query, max_results=10_000)
+
+
+def end_child(uri: str, parent_run_id: str, trial_id: str, status: str,
+              tags: dict[str, str] | None = None) -> None:
+    """End a trial's run unless it already ended itself (FINISHED/FAILED)."""
+    client = MlflowClient(uri)
+    run = find_child(client, parent_run_id, trial_id)
+    if run is None:
+        return
+    for key, value in (tags or {}).items():
+        client.set_tag(run.info.run_id, key, value)
+    if run.info.status == "RUNNING":
+        client.set_terminated(run.info.run_id, status)
+
+
+def end_running_children(uri: str, parent_run_id: str, status: str = "KILLED") -> None:
+    """After an interrupted sweep: no child run is left RUNNING."""
+    client = MlflowClient(uri)
+    for run in children(client, parent_run_id, "attributes.status = 'RUNNING'"):
+        client.set_terminated(run.info.run_id, status)
