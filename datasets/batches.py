@@ -39,3 +39,23 @@ class TranslationBatch(TypedDict):
     tgt_out: torch.Tensor  # (B, T) target ids + <eos>: what it must predict, IGNORE_INDEX pad
     sources: list[str]  # raw source sentences
     references: list[str]  # raw target sentences, as BLEU's references
+
+
+class CaptionBatch(TypedDict):
+    """Images, one caption each to teach with, and every reference caption to score against."""
+
+    images: torch.Tensor  # (B, 3, H, W) normalised pixels
+    tgt_in: torch.Tensor  # (B, T) <bos> + caption ids: the decoder's inputs (teacher forcing)
+    tgt_out: torch.Tensor  # (B, T) caption ids + <eos>: what it must predict, IGNORE_INDEX pad
+    references: list[list[str]]  # all raw captions of each image (BLEU, CIDEr-D references)
+    ids: list[str]  # image ids, unique within a split: the metrics score per id
+
+
+class VideoBatch(TypedDict):
+    """Clips as a fixed number of uniformly sampled frames, with captions as in CaptionBatch."""
+
+    frames: torch.Tensor  # (B, F, 3, H, W) normalised pixels, F frames per clip
+    tgt_in: torch.Tensor  # (B, T)
+    tgt_out: torch.Tensor  # (B, T)
+    references: list[list[str]]
+    ids: list[str]  # clip ids

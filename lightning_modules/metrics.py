@@ -7,14 +7,24 @@ mean of per-batch perplexities.
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
+from functools import cache
 
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU
 from torchmetrics import MetricCollection
 from torchmetrics.classification import Accuracy, ConfusionMatrix, F1Score
 from torchmetrics.text import Perplexity
 
 from orchestrator.datasets.batches import IGNORE_INDEX
+from orchestrator.datasets.caption_text import caption_words
+
+log = logging.getLogger(__name__)
 
 
 def perplexity_metric() -> Perplexity:
@@ -47,3 +57,63 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, st
     bleu = BLEU()
     score = bleu.corpus_score(hypotheses, [references])
     return score.score, str(bleu.get_signature())
+
+
+# Caption scores: coco-caption's, through pycocoevalcap, on its PTB-tokenised, lower-cased,
+# punctuation-free words. Where Java is missing, the fallback tokenizer is caption_words
+# (Moses words, the same punctuation removed) and METEOR (a Java program) is left out.
+FALLBACK_TOKENIZER = "caption_words (lower-cased Moses words, PTB punctuation removed)"
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+@cache
+def _say_no_java() -> None:
+    log.warning("java not found: caption metrics tokenise with the fallback %s instead of "
+                "the PTB tokenizer, and METEOR is not computed", FALLBACK_TOKENIZER)
+
+
+@cache
+def _meteor() -> Meteor:
+    """One METEOR process per worker (it takes seconds to start), reused for every split."""
+    return Meteor()
+
+
+def caption_tokenizer() -> str:
+    """The name of the tokenizer the caption metrics use here; logged with the scores."""
+    return "ptb (pycocoevalcap, java)" if java_available() else FALLBACK_TOKENIZER
+
+
+def tokenize_captions(captions: dict[str, list[str]]) -> dict[str, list[str]]:
+    """id -> captions, as space-joined words; PTB's tokenizer, or the fallback without Java."""
+    if java_available():
+        # empty captions (a model that stops at once) stay empty: PTB would drop their lines
+        words = {key: [c for c in value if c.strip()] for key, value in captions.items()}
+        tokenized = PTBTokenizer().tokenize(
+            {key: [{"caption": " ".join(c.split())} for c in value]
+             for key, value in words.items() if value})
+        return {key: tokenized.get(key, []) + [""] * (len(value) - len(words[key]))
+                for key, value in captions.items()}
+    _say_no_java()
+    return {key: [" ".join(caption_words(c)) for c in value] for key, value in captions.items()}
+
+
+def caption_scores(
+    hypotheses: dict[str, str], references: dict[str, list[str]], meteor: bool = True
+) -> dict[str, float]:
+    """BLEU-1..4, CIDEr-D (and METEOR where Java exists) of one caption per id against its
+    references. Give the whole evaluated split at once: CIDEr-D's document frequencies come
+    from these references, as in coco-caption, so a single image alone scores nothing."""
+    if set(hypotheses) != set(references):
+        raise ValueError("hypotheses and references must have the same ids")
+    refs = tokenize_captions(references)
+    hyps = tokenize_captions({key: [value] for key, value in hypotheses.items()})
+    bleu, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
+    cider, _ = Cider().compute_score(refs, hyps)
+    scores = {f"bleu_{n}": float(value) for n, value in enumerate(bleu, start=1)}
+    scores["cider_d"] = float(cider)
+    if meteor and java_available():
+        scores["meteor"] = float(_meteor().compute_score(refs, hyps)[0])
+    return scores

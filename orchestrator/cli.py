@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.caption_cli import register_caption_commands
 from orchestrator.errors import OrchestratorError
 from orchestrator.k8s import register_k8s_commands
 
@@ -193,6 +194,7 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="sentencepiece subwords instead of Moses words")
     parallel.add_argument("--subword-vocab-size", type=int, default=8000)
     parallel.set_defaults(handler=_prepare_translation)
+    register_caption_commands(commands, kinds, common)
     return parser
 
 

@@ -7,6 +7,7 @@ name the dotted key, the bad value and the valid choices, and are raised before 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,15 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from orchestrator.errors import OrchestratorError
 
 CellName = Literal["rnn", "gru", "lstm"]
-TaskName = Literal["language_model", "sentiment", "translation"]
-SampleName = Literal["grammar", "markov", "first_word", "dates"]
+TaskName = Literal["language_model", "sentiment", "translation", "image_captioning",
+                   "video_captioning"]
+SampleName = Literal["grammar", "markov", "first_word", "dates", "shapes", "moving_shapes"]
 # The task each built-in sample dataset is for, and each task's default sample.
 SAMPLE_TASKS: dict[str, str] = {
     "grammar": "language_model", "markov": "language_model", "first_word": "sentiment",
-    "dates": "translation",
+    "dates": "translation", "shapes": "image_captioning", "moving_shapes": "video_captioning",
 }
 DEFAULT_SAMPLES: dict[str, str] = {
     "language_model": "grammar", "sentiment": "first_word", "translation": "dates",
+    "image_captioning": "shapes", "video_captioning": "moving_shapes",
 }
 
 
@@ -53,12 +56,32 @@ class ModelConfig(_Section):
     bidirectional: bool = False
     # sentiment: sentence vector from the final state ("last") or over valid timesteps.
     pooling: Literal["last", "max", "mean"] = "last"
-    # translation: the attention score, dot/general (Luong) or concat (Bahdanau).
+    # translation, captioning: the attention score, dot/general (Luong) or concat (Bahdanau).
     attention: Literal["dot", "general", "concat"] = "general"
+    # captioning: the CNN (small_cnn is built in; resnet* need torchvision installed).
+    encoder: Literal["small_cnn", "resnet18", "resnet34", "resnet50"] = "small_cnn"
+    # captioning: a local state-dict file for the encoder (nothing is downloaded).
+    encoder_weights: str | None = None
+    # captioning: keep the encoder's weights fixed; needs encoder_weights.
+    freeze_encoder: bool = False
+    # captioning: soft attention over the CNN map's positions (image) or the frames (video).
+    visual_attention: bool = True
+    # image_captioning: the image feature is the decoder's initial state or its first input.
+    feature_as: Literal["init_state", "first_input"] = "init_state"
     # translation: feed the previous attentional state into the decoder (Luong).
     input_feeding: bool = False
     # translation: spread this much of the target probability over the vocabulary.
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _encoder_usable(self) -> ModelConfig:
+        if self.freeze_encoder and self.encoder_weights is None:
+            raise ValueError("model.freeze_encoder=true needs model.encoder_weights (a frozen "
+                             "random CNN learns nothing)")
+        if self.encoder != "small_cnn" and importlib.util.find_spec("torchvision") is None:
+            raise ValueError(f"model.encoder={self.encoder} needs torchvision, which is not "
+                             "installed; pip install torchvision or use model.encoder=small_cnn")
+        return self
 
     @model_validator(mode="after")
     def _tied_sizes_match(self) -> ModelConfig:
@@ -82,8 +105,12 @@ class DataConfig(_Section):
     bptt: int = Field(64, ge=1)
     # language_model: carry the hidden state across consecutive windows (stateful TBPTT).
     carry_hidden: bool = True
-    # sentiment: longer sentences are cut to this many tokens.
+    # sentiment, translation, captioning: longer sentences are cut to this many tokens.
     max_tokens: int = Field(200, ge=1)
+    # captioning: images and video frames are resized to image_size x image_size.
+    image_size: int = Field(64, ge=8)
+    # video_captioning: frames sampled uniformly from each clip.
+    frames: int = Field(8, ge=1)
     num_workers: int = Field(1, ge=0)
     shuffle_buffer: int = Field(64, ge=0)
 
@@ -144,8 +171,11 @@ class EvalConfig(_Section):
     # Stop a hypothesis at ratio * source length (+ 5) tokens; null: only max_length.
     max_length_ratio: float | None = Field(1.5, gt=0.0)
     no_repeat_ngram_size: int = Field(0, ge=0)
-    # Validation BLEU is computed on this many batches each epoch (greedy decoding).
+    # Validation BLEU (captioning: every caption score) is computed on this many batches
+    # each epoch (greedy decoding).
     val_bleu_batches: int = Field(10, ge=1)
+    # captioning: also METEOR (needs Java; its first call takes ~5 s to start).
+    meteor: bool = True
 
     @model_validator(mode="after")
     def _positive_beams(self) -> EvalConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,9 @@ from typing import Any
 import pytorch_lightning as pl
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.datasets.caption_data import CaptionDataModule, VideoCaptionDataModule
+from orchestrator.datasets.caption_shards import prepare_captions, split_items
+from orchestrator.datasets.caption_sources import read_flickr_captions, read_video_csv
 from orchestrator.datasets.classification_data import ClassificationDataModule
 from orchestrator.datasets.classification_shards import prepare_classification
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
@@ -20,15 +24,28 @@ from orchestrator.datasets.synthetic import (
     grammar_text,
     markov_text,
 )
+from orchestrator.datasets.synthetic_captions import (
+    write_moving_shapes_folder,
+    write_shapes_folder,
+)
 from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
 from orchestrator.datasets.translation_data import TranslationDataModule
 from orchestrator.datasets.translation_shards import prepare_translation
+from orchestrator.datasets.video_shards import mp4_fields
+from orchestrator.lightning_modules.captioning import (
+    CAPTIONERS,
+    CaptioningTask,
+    ImageCaptioningTask,
+    VideoCaptioningTask,
+)
+from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.language_model import LanguageModelTask
 from orchestrator.lightning_modules.rnn_classifier import RNNClassifierConfig
 from orchestrator.lightning_modules.rnn_language_model import RNNLanguageModelConfig
 from orchestrator.lightning_modules.sentiment import SentimentTask
 from orchestrator.lightning_modules.seq2seq import Seq2SeqConfig
 from orchestrator.lightning_modules.translation import TranslationTask
+from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,38 @@ def _classified_prompts(module: SentimentTask, config: ExperimentConfig) -> list
                                                        strict=True)]
 
 
+def _caption_data(config: ExperimentConfig) -> CaptionDataModule:
+    data = config.data
+    settings = {"batch_size": data.batch_size, "num_workers": data.num_workers,
+                "shuffle_buffer": data.shuffle_buffer, "image_size": data.image_size,
+                "batches_per_epoch": config.train.batches_per_epoch,
+                "max_tokens": data.max_tokens}
+    if config.task == "video_captioning":
+        return VideoCaptionDataModule(data.path, frames=data.frames, **settings)
+    return CaptionDataModule(data.path, **settings)
+
+
+def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> CaptioningTask:
+    kind = "video" if config.task == "video_captioning" else "image"
+    architecture = VideoCaptionerConfig if kind == "video" else ImageCaptionerConfig
+    media = {"kind": kind, "image_size": config.data.image_size, "frames": config.data.frames}
+    return CAPTIONERS[kind](
+        model=model_settings(config, architecture), optim=config.optim.model_dump(),
+        search=config.eval.model_dump(), vocab=datamodule.vocab.tokens, media=media,
+        meteor=config.eval.meteor,
+    )
+
+
+def _captioned_test_items(module: CaptioningTask, config: ExperimentConfig) -> list[str]:
+    """Captions of the first few test items (best beam), as `id<TAB>caption`."""
+    batch = next(iter(_caption_data(config).test_dataloader()), None)
+    if batch is None:
+        return []
+    count = min(4, len(batch["ids"]))
+    captions = module.caption(batch[module.inputs][:count], max(config.eval.beam_sizes))
+    return [f"{item}\t{caption}" for item, caption in zip(batch["ids"], captions, strict=False)]
+
+
 TASKS: dict[str, TaskSpec] = {
     "language_model": TaskSpec(
         module_class=LanguageModelTask,
@@ -157,6 +206,26 @@ TASKS: dict[str, TaskSpec] = {
         samples=_translated_prompts,
         beam_metric="test_bleu_beam{k}",
     ),
+    "image_captioning": TaskSpec(
+        module_class=ImageCaptioningTask,
+        build_datamodule=_caption_data,
+        build_module=_captioning,
+        monitor="val_cider_d",
+        mode="max",
+        summary_metrics=("cider_d", "bleu_4", "meteor"),
+        samples=_captioned_test_items,
+        beam_metric="test_cider_d_beam{k}",
+    ),
+    "video_captioning": TaskSpec(
+        module_class=VideoCaptioningTask,
+        build_datamodule=_caption_data,
+        build_module=_captioning,
+        monitor="val_cider_d",
+        mode="max",
+        summary_metrics=("cider_d", "bleu_4", "meteor"),
+        samples=_captioned_test_items,
+        beam_metric="test_cider_d_beam{k}",
+    ),
 }
 
 
@@ -183,10 +252,32 @@ def _write_first_word_sample(path: Path, seed: int) -> None:
     prepare_classification(splits, path, samples_per_shard=500)
 
 
+SHAPES_IMAGES = 2400  # 1/12 each for val and test
+MOVING_SHAPES_CLIPS = 1200
+
+
+def _write_shapes_sample(path: Path, seed: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        raw = Path(folder)
+        items = read_flickr_captions(write_shapes_folder(raw, SHAPES_IMAGES, seed), raw / "images")
+        prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path, samples_per_shard=500)
+
+
+def _write_moving_shapes_sample(path: Path, seed: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        raw = Path(folder)
+        captions = write_moving_shapes_folder(raw, MOVING_SHAPES_CLIPS, seed)
+        items = read_video_csv(captions, raw / "videos")
+        prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path, "video_captioning",
+                         mp4_fields, samples_per_shard=250, text={"media": "mp4"})
+
+
 # The built-in sample datasets (config `data.sample`): name -> writer(path, seed).
 SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
     "grammar": _write_text_sample(grammar_text),
     "markov": _write_text_sample(markov_text),
     "first_word": _write_first_word_sample,
     "dates": _write_dates_sample,
+    "shapes": _write_shapes_sample,
+    "moving_shapes": _write_moving_shapes_sample,
 }
