@@ -1,0 +1,204 @@
+"""`orchestrator sweep` for real: Ray Tune trials running Ray Train, a real MLflow store,
+real shards; the report checked as tables and as rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from ray.tune import ExperimentAnalysis
+
+from orchestrator.cli import main
+from orchestrator.tuning import sweep_runs
+from orchestrator.tuning.sweep_runner import load_plan
+
+CELLS, CLIPS, BEAMS = ["rnn", "gru", "lstm"], [0.5, 5.0], [1, 3, 5, 10]
+
+
+def write_sweep(folder: Path, name: str, task_overrides: dict, space: dict, **extra) -> Path:
+    spec = {
+        "name": name,
+        "overrides": {
+            "train.progress_bar": False, "model.num_layers": 1, "data.num_workers": 1,
+            "tracking.uri": f"sqlite:///{folder}/mlflow.db", **task_overrides,
+        },
+        "space": space,
+        "max_concurrent_trials": 2,
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1},
+        "storage_path": str(folder / "sweeps"),
+        **extra,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def beam_sweep(tmp_path_factory) -> Path:
+    """cell x clip x beam size on the generated dates task: 6 models, 24 combinations."""
+    folder = tmp_path_factory.mktemp("beam-sweep")
+    path = write_sweep(
+        folder, "dates-cell-clip-beam",
+        {"task": "translation", "data.path": str(folder / "dates"), "data.sample": "dates",
+         "data.batch_size": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
+         "train.max_epochs": 2, "train.batches_per_epoch": 12, "eval.max_length": 16},
+        {"model.cell": {"grid": CELLS}, "optim.clip": {"grid": CLIPS}},
+        evaluate={"eval.beam_size": BEAMS}, scheduler={"name": "none"},
+    )
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        assert main(["sweep", str(path)]) == 0
+    finally:
+        os.chdir(previous)
+    return folder / "sweeps" / "dates-cell-clip-beam"
+
+
+def test_beam_is_an_evaluation_axis_six_models_trained_not_24(beam_sweep):
+    plan = load_plan(beam_sweep)
+    client = MlflowClient(plan.tracking_uri)
+    children = sweep_runs.children(client, plan.parent_run_id)
+    assert len(children) == 6
+    assert sorted(p.name for p in (beam_sweep / "train").iterdir()) == sorted(
+        f"trial-{run.data.tags[sweep_runs.TRIAL_TAG]}" for run in children
+    )  # one Ray Train run per model
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[sweep_runs.ATTEMPTS_TAG] == "1"
+        assert {f"test_bleu_beam{k}" for k in BEAMS} <= set(run.data.metrics)
+        # each model trained 2 epochs once: one validation per epoch
+        assert len(client.get_metric_history(run.info.run_id, "val_bleu")) == 2
+    assert client.get_run(plan.parent_run_id).info.status == "FINISHED"
+
+
+def test_report_tables_hold_every_combination_and_the_best(beam_sweep):
+    plan = load_plan(beam_sweep)
+    client = MlflowClient(plan.tracking_uri)
+    expected = {}
+    for run in sweep_runs.children(client, plan.parent_run_id):
+        for k in BEAMS:
+            params = run.data.params
+            key = (params["model.cell"], float(params["optim.clip"]), k)
+            expected[key] = run.data.metrics[f"test_bleu_beam{k}"]
+    assert set(expected) == set(itertools.product(CELLS, CLIPS, BEAMS))
+    best_key = max(expected, key=expected.get)
+
+    tables = pd.read_html(beam_sweep / "report.html")
+    trials = next(t for t in tables if "val_bleu" in t.columns)
+    combinations = next(t for t in tables if "eval.beam_size" in t.columns)
+    assert len(trials) == 6 and len(combinations) == 24
+    top = combinations.iloc[0]
+    assert top["test metric"] == pytest.approx(expected[best_key], abs=1e-3)
+    assert expected[(top["model.cell"], top["optim.clip"], top["eval.beam_size"])] == max(
+        expected.values())
+    summary = (beam_sweep / "report.md").read_text()
+    assert f"best: trial={top['trial']}" in summary
+    assert "## Effect of each axis" in summary and "eval.beam_size" in summary
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+def test_report_renders_its_plots_in_headless_chromium(beam_sweep, tmp_path):
+    page = beam_sweep / "report.html"
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    plots = re.findall(r"<img[^>]*class=\"plot\"[^>]*>", dom)
+    assert len(plots) == 3  # axis effects, learning curves, gradient norms
+    for tag in plots:  # set by each image's onload: the PNG decoded, with a real size
+        width, height = map(int, re.search(r'data-rendered="(\d+)x(\d+)"', tag).groups())
+        assert width > 200 and height > 200
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={tmp_path / 'report.png'}", "--window-size=1200,2000",
+                    page.as_uri()], capture_output=True, timeout=120, check=True)
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def _finished_children(tracking_db: Path, parent_run_id: str) -> int:
+    client = MlflowClient(f"sqlite:///{tracking_db}")
+    return len(sweep_runs.children(client, parent_run_id, "attributes.status = 'FINISHED'"))
+
+
+def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_dataset):
+    path = write_sweep(
+        tmp_path, "markov-resume",
+        {"data.path": str(markov_dataset), "data.sample": None, "data.batch_size": 8,
+         "data.bptt": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
+         "train.max_epochs": 2, "train.batches_per_epoch": 10, "generate.length": 20},
+        {"model.cell": {"grid": ["rnn", "gru", "lstm"]}, "optim.clip": {"grid": [0.5, 5.0]}},
+        scheduler={"name": "none"}, max_concurrent_trials=1,
+    )
+    command = [sys.executable, "-m", "orchestrator.cli", "sweep", str(path)]
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "sweeps" / "markov-resume"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (folder / "sweep.json").exists():
+            plan = load_plan(folder)
+            if _finished_children(tmp_path / "mlflow.db", plan.parent_run_id) >= 2:
+                break
+        time.sleep(1)
+    assert driver.poll() is None, f"sweep ended before the interrupt: {driver.stderr.read()}"
+    driver.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err
+    assert "orchestrator sweep --resume" in err
+
+    client = MlflowClient(plan.tracking_uri)
+    before = {run.data.tags[sweep_runs.TRIAL_TAG]: run
+              for run in sweep_runs.children(client, plan.parent_run_id)}
+    assert all(run.info.status != "RUNNING" for run in before.values())
+    assert client.get_run(plan.parent_run_id).info.status == "KILLED"
+    # finished in Tune's own record (a trial interrupted while it wrapped up is not)
+    done_before = {trial.trial_id for trial in ExperimentAnalysis(str(folder)).trials
+                   if trial.status == "TERMINATED"}
+    assert 1 <= len(done_before) < 6
+    assert all(before[trial].info.status == "FINISHED" for trial in done_before)
+
+    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", "--resume",
+                              str(folder)], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    after = sweep_runs.children(client, plan.parent_run_id)
+    trial_ids = [run.data.tags[sweep_runs.TRIAL_TAG] for run in after]
+    assert len(trial_ids) == len(set(trial_ids)) == 6  # no trial lost, none doubled
+    for run in after:
+        trial = run.data.tags[sweep_runs.TRIAL_TAG]
+        assert run.info.status == "FINISHED"
+        if trial in done_before:  # never rerun: started once, ended when it first did
+            assert run.data.tags[sweep_runs.ATTEMPTS_TAG] == "1"
+            assert run.info.end_time == before[trial].info.end_time
+        # every model validated exactly once per epoch, over however many starts
+        epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_perplexity")]
+        assert len(set(epochs)) == 2 and (trial not in done_before or len(epochs) == 2)
+    assert client.get_run(plan.parent_run_id).info.status == "FINISHED"
+    assert (folder / "report.html").is_file()
+
+
+def test_bad_axis_fails_in_one_line_before_anything_starts(tmp_path, capsys):
+    path = write_sweep(tmp_path, "bad", {}, {"model.cel": {"grid": ["gru"]}})
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "space.model.cel" in err and "did you mean model.cell" in err
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_beam_axis_on_a_task_that_does_not_decode_is_refused(tmp_path, capsys):
+    path = write_sweep(tmp_path, "lm-beam", {}, {"model.cell": {"grid": ["gru"]}},
+                       evaluate={"eval.beam_size": [1, 5]})
+    assert main(["sweep", str(path)]) == 2
+    assert "task language_model does not decode" in capsys.readouterr().err
