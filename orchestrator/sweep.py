@@ -58,18 +58,23 @@ def sweep(path: str | None = None, resume: str | None = None,
     return _finish(plan, folder, finished(results, plan))
 
 
-def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
-    """Check every axis against the schema, make the data and the parent run: all before
-    any trial starts, so a typo fails in a second rather than in trial 7."""
+def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
+    """The base experiment, once every axis value is known to make a valid config: a typo
+    fails in a second rather than in trial 7."""
     base = resolve_paths(_with_values(load_config(sweep.base), sweep.overrides, "overrides"))
     _check_axes(sweep, base)
-    task = TASKS[base.task]
-    beams = beam_sizes(sweep)
-    variants = evaluation_variants(sweep)
-    if (beams or variants != [{}]) and task.beam_metric is None:
+    if sweep.evaluate and TASKS[base.task].beam_metric is None:
         raise OrchestratorError(f"task {base.task} does not decode, so it has no evaluation "
                                 f"axes; remove `evaluate:` ({', '.join(sweep.evaluate)})")
     make_scheduler(sweep.scheduler, base.train.max_epochs)  # refuses what it cannot run
+    return base
+
+
+def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
+    """Check the sweep, make the data and the parent run, all before any trial starts."""
+    base = check_sweep(sweep)
+    task = TASKS[base.task]
+    beams = beam_sizes(sweep)
     folder = Path(sweep.storage_path).resolve() / sweep.name
     if (folder / "sweep.json").exists():
         raise OrchestratorError(f"sweep folder {folder} exists; continue it with `orchestrator "
@@ -88,7 +93,7 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
         experiment=base.tracking.experiment, parent_run_id=parent,
         sweep=sweep.model_dump(), base_config=_trial_base(base, sweep, folder).model_dump(),
         beam_metric=task.beam_metric if beams else None, beam_sizes=beams,
-        eval_variants=variants,
+        eval_variants=evaluation_variants(sweep),
     )
     save_plan(folder, plan)
     _log_plan(plan)

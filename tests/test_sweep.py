@@ -20,7 +20,9 @@ from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from orchestrator.cli import main
+from orchestrator.sweep import check_sweep
 from orchestrator.tuning import sweep_runs
+from orchestrator.tuning.sweep_config import load_sweep
 from orchestrator.tuning.sweep_runner import load_plan
 
 CELLS, CLIPS, BEAMS = ["rnn", "gru", "lstm"], [0.5, 5.0], [1, 3, 5, 10]
@@ -202,3 +204,12 @@ def test_beam_axis_on_a_task_that_does_not_decode_is_refused(tmp_path, capsys):
                        evaluate={"eval.beam_size": [1, 5]})
     assert main(["sweep", str(path)]) == 2
     assert "task language_model does not decode" in capsys.readouterr().err
+
+
+SHIPPED_SWEEPS = sorted((Path(__file__).parents[1] / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda path: path.name)
+def test_shipped_sweep_configs_are_valid(path):
+    base = check_sweep(load_sweep(path))
+    assert base.task in {"language_model", "translation", "image_captioning"}
