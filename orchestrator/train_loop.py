@@ -7,6 +7,7 @@ MLflow only through Lightning's logger, which writes from rank 0.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     trainer = prepare_trainer(_make_trainer(config, logger, best_weights))
     _tag_worker_nodes(logger)
 
+    started = time.perf_counter()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         trainer.fit(module, datamodule=datamodule)
@@ -62,6 +64,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     best_weights.restore(module)  # test the best validation epoch, like the best checkpoint
     for variant in loop_config.get("eval_variants") or [{}]:
         final.update(_test(trainer, module, datamodule, variant))
+    # fit + test wall time: what a sweep's per-trial overhead is measured against
+    final["time_fit_test_s"] = time.perf_counter() - started
     if trainer.global_rank == 0:
         _log_artifacts(logger, getattr(module, "artifacts", {}))
         mlflow.flush_async_logging()

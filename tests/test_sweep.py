@@ -54,7 +54,8 @@ def beam_sweep(tmp_path_factory) -> Path:
         folder, "dates-cell-clip-beam",
         {"task": "translation", "data.path": str(folder / "dates"), "data.sample": "dates",
          "data.batch_size": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
-         "train.max_epochs": 2, "train.batches_per_epoch": 12, "eval.max_length": 16},
+         "train.max_epochs": 2, "train.batches_per_epoch": 25, "optim.lr": 0.01,
+         "eval.max_length": 16},
         {"model.cell": {"grid": CELLS}, "optim.clip": {"grid": CLIPS}},
         evaluate={"eval.beam_size": BEAMS}, scheduler={"name": "none"},
     )
