@@ -105,7 +105,10 @@ def _make_trainer(
         max_epochs=config.train.max_epochs,
         accelerator="gpu" if config.ray.use_gpu else "cpu",
         devices="auto",
-        strategy=RayDDPStrategy(),
+        # Evaluation shards are split unevenly over ranks (a rank may get none), so DDP must
+        # not broadcast buffers (batch-norm statistics) in every forward: a rank with no
+        # batch would never join, and the others would wait forever.
+        strategy=RayDDPStrategy(broadcast_buffers=False),
         plugins=[RayLightningEnvironment()],
         callbacks=[TokenThroughput(), best_weights, FlushMetrics(), RayTrainReportCallback()],
         logger=logger,
