@@ -30,10 +30,12 @@ def captions_page(
 ) -> Figure:
     """A grid: each image with its generated caption (bold) and up to 3 references."""
     rows = math.ceil(len(generated) / PAGE_COLUMNS)
-    figure = Figure(figsize=(4.2 * PAGE_COLUMNS, 4.6 * rows))
+    thumbs = [thumbnail(pixels[number]) for number in range(len(generated))]
+    height = 4.2 * thumbs[0].shape[0] / thumbs[0].shape[1] + 1.6  # the picture + captions
+    figure = Figure(figsize=(4.2 * PAGE_COLUMNS, height * rows))
     for number, (caption, refs) in enumerate(zip(generated, references, strict=True)):
         axes = figure.add_subplot(rows, PAGE_COLUMNS, number + 1)
-        axes.imshow(thumbnail(pixels[number]))
+        axes.imshow(thumbs[number])
         axes.set_axis_off()
         wrapped = [textwrap.fill(r, 48) for r in refs[:3]]
         axes.set_title(textwrap.fill(caption or "(empty)", 40), fontsize=10, fontweight="bold")

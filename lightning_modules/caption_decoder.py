@@ -26,10 +26,12 @@ FEATURE_USES = ("init_state", "first_input")
 class CaptionDecoder(nn.Module):
     def __init__(
         self, vocab_size: int, cell: str, embedding_dim: int, hidden_size: int,
-        num_layers: int, dropout: float, attention: str | None, feature_as: str = "init_state",
+        num_layers: int, dropout: float, attention: str | None,
+        feature_as: str | None = "init_state",
     ):
+        """feature_as None: `start` is always given the hidden state (video)."""
         super().__init__()
-        if feature_as not in FEATURE_USES:
+        if feature_as is not None and feature_as not in FEATURE_USES:
             raise ValueError(f"feature_as must be one of {', '.join(FEATURE_USES)} "
                              f"(got {feature_as!r})")
         self.cell, self.num_layers, self.feature_as = cell, num_layers, feature_as
@@ -39,7 +41,7 @@ class CaptionDecoder(nn.Module):
         if feature_as == "init_state":
             states = 2 if cell == "lstm" else 1  # LSTM: separate projections for h and c
             self.init = nn.Linear(hidden_size, states * num_layers * hidden_size)
-        else:
+        elif feature_as == "first_input":
             self.first = nn.Linear(hidden_size, embedding_dim)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden_size, vocab_size)

@@ -46,7 +46,7 @@ class VideoCaptioner(nn.Module):
         self.decoder = CaptionDecoder(
             config.vocab_size, config.cell, config.embedding_dim, config.hidden_size,
             config.num_layers, config.dropout,
-            config.attention if config.visual_attention else None,
+            config.attention if config.visual_attention else None, feature_as=None,
         )
         self.dropout = nn.Dropout(config.dropout)
 

@@ -142,6 +142,6 @@ def test_video_captioning_launch_learns_moving_shapes_to_cider_d_1(local_ray, wo
     assert main(["caption", result.checkpoint, *files]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == files
-    assert main(["caption", result.checkpoint, str(workdir / "raw_images" / "images" /
-                                                     "000000.png")]) == 2
+    image = write_shapes_folder(workdir / "an_image", 1).parent / "images" / "000000.png"
+    assert main(["caption", result.checkpoint, str(image)]) == 2
     assert "the checkpoint is a video captioner" in capsys.readouterr().err
