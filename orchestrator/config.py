@@ -7,7 +7,6 @@ name the dotted key, the bad value and the valid choices, and are raised before 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +47,8 @@ class ModelConfig(_Section):
     # language_model: share the input embedding with the output projection (Press & Wolf
     # 2017); needs embedding_dim == hidden_size.
     tie_weights: bool = False
-    # language_model: uniform init in [-init_range, init_range] (Zaremba et al. use 0.1);
+    # language_model, translation: uniform init in [-init_range, init_range] (Zaremba et al.
+    # and OpenNMT use 0.1);
     # null keeps torch's.
     init_range: float | None = Field(None, gt=0.0)
     # sentiment, translation (encoder): read the sentence both ways; for sentiment "last"
@@ -58,7 +58,8 @@ class ModelConfig(_Section):
     pooling: Literal["last", "max", "mean"] = "last"
     # translation, captioning: the attention score, dot/general (Luong) or concat (Bahdanau).
     attention: Literal["dot", "general", "concat"] = "general"
-    # captioning: the CNN (small_cnn is built in; resnet* need torchvision installed).
+    # captioning: the CNN (small_cnn is built in; resnet* need torchvision installed where
+    # the workers run, which the config cannot check: a GPU image has it, a laptop may not).
     encoder: Literal["small_cnn", "resnet18", "resnet34", "resnet50"] = "small_cnn"
     # captioning: a local state-dict file for the encoder (nothing is downloaded).
     encoder_weights: str | None = None
@@ -78,9 +79,6 @@ class ModelConfig(_Section):
         if self.freeze_encoder and self.encoder_weights is None:
             raise ValueError("model.freeze_encoder=true needs model.encoder_weights (a frozen "
                              "random CNN learns nothing)")
-        if self.encoder != "small_cnn" and importlib.util.find_spec("torchvision") is None:
-            raise ValueError(f"model.encoder={self.encoder} needs torchvision, which is not "
-                             "installed; pip install torchvision or use model.encoder=small_cnn")
         return self
 
     @model_validator(mode="after")

@@ -24,7 +24,8 @@ BAD_CONFIGS = [
     (["ray.num_workers=0"], "ray.num_workers: input should be greater than or equal to 1"),
     (["model.dropout=1.5"], "model.dropout: input should be less than 1"),
     (["task=summarise"],
-     "task must be one of language_model, sentiment, translation (got 'summarise')"),
+     "task must be one of language_model, sentiment, translation, image_captioning, "
+     "video_captioning (got 'summarise')"),
     (["task=sentiment", "data.sample=grammar"],
      "data.sample grammar is a language_model dataset; task sentiment uses data.sample=first_word"),
     (["model.bidirectional=true"], "model.bidirectional=true cannot predict the next token"),
