@@ -7,6 +7,7 @@ here, before Ray starts. The run ends FINISHED or FAILED in MLflow, never RUNNIN
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def train_in_run(
     (whose Tune callback and evaluation variants come in `callbacks`/`eval_variants`)."""
     tracking.log_params(uri, run_id, flatten(config))
     _log_inputs(uri, run_id, config, manifest)
-    ray_address = _connect_ray(config.ray.address)
+    ray_address = connect_ray(config.ray.address)
     MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
     result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants)
     best = _best_checkpoint_file(result, config)
@@ -122,13 +123,28 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
     return manifest
 
 
-def _connect_ray(address: str | None) -> str:
+def connect_ray(address: str | None, resources: dict[str, float] | None = None) -> str:
+    """Join the cluster at `address`, or start a local instance (with `resources`)."""
     import ray
 
-    if not ray.is_initialized():
-        # "local" never attaches to another cluster on the machine by accident.
-        ray.init(address=address or "local")
+    if ray.is_initialized():
+        return ray.get_runtime_context().gcs_address
+    if address:
+        ray.init(address=address)
+        return ray.get_runtime_context().gcs_address
+    # "local" never attaches to another cluster on the machine by accident. Ray Train's
+    # placement-group cleaner finds the cluster by auto-detection, which fails when the
+    # machine runs several Ray instances; naming our dashboard lets it find ours.
+    port = free_port()
+    ray.init(address="local", resources=resources, dashboard_port=port, runtime_env={
+        "env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}})
     return ray.get_runtime_context().gcs_address
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _fit(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
 from orchestrator.datasets.manifest import load_manifest
 from orchestrator.errors import OrchestratorError
-from orchestrator.launch import ensure_dataset, resolve_paths, train_in_run
+from orchestrator.launch import connect_ray, ensure_dataset, resolve_paths, train_in_run
 from orchestrator.tasks import TASKS
 from orchestrator.tuning import report, sweep_runs
 from orchestrator.tuning.search_space import beam_sizes, evaluation_variants, expected_models
@@ -156,16 +157,9 @@ def _connect_ray(address: str | None, sweep: SweepConfig) -> None:
     a cluster must advertise the slots itself (`ray start --resources`)."""
     import ray
 
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address)
-        else:
-            import os
-
-            cpus = os.cpu_count() or 1
-            per_trial = sweep.resources.workers_per_trial * sweep.resources.cpus_per_worker
-            slots = sweep.max_concurrent_trials or max(1, math.floor(cpus / per_trial))
-            ray.init(address="local", resources={SLOT_RESOURCE: slots})
+    per_trial = sweep.resources.workers_per_trial * sweep.resources.cpus_per_worker
+    slots = sweep.max_concurrent_trials or max(1, math.floor((os.cpu_count() or 1) / per_trial))
+    connect_ray(address, resources={SLOT_RESOURCE: slots})
     if ray.cluster_resources().get(SLOT_RESOURCE, 0) < 1:
         raise OrchestratorError(
             f"the Ray cluster has no {SLOT_RESOURCE!r} resource, which caps how many trials "

@@ -59,13 +59,26 @@ def beam_sweep(tmp_path_factory) -> Path:
         {"model.cell": {"grid": CELLS}, "optim.clip": {"grid": CLIPS}},
         evaluate={"eval.beam_size": BEAMS}, scheduler={"name": "none"},
     )
+    run_sweep_here(folder, path)
+    return folder / "sweeps" / "dates-cell-clip-beam"
+
+
+def run_sweep_here(folder: Path, path: Path) -> None:
+    """`orchestrator sweep` in this process; then every trial's Train workers must have
+    given their CPUs back to the local Ray it started."""
+    import ray
+
     previous = Path.cwd()
     os.chdir(folder)
     try:
         assert main(["sweep", str(path)]) == 0
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+            assert time.monotonic() < deadline, f"CPUs still held: {ray.available_resources()}"
+            time.sleep(0.5)
     finally:
         os.chdir(previous)
-    return folder / "sweeps" / "dates-cell-clip-beam"
+        ray.shutdown()
 
 
 def test_beam_is_an_evaluation_axis_six_models_trained_not_24(beam_sweep):
@@ -127,6 +140,35 @@ def test_report_renders_its_plots_in_headless_chromium(beam_sweep, tmp_path):
                     f"--screenshot={tmp_path / 'report.png'}", "--window-size=1200,2000",
                     page.as_uri()], capture_output=True, timeout=120, check=True)
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_asha_stops_weak_trials_and_ends_their_runs(tmp_path, markov_dataset):
+    path = write_sweep(
+        tmp_path, "markov-asha",
+        {"data.path": str(markov_dataset), "data.sample": None, "data.batch_size": 8,
+         "data.bptt": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
+         "train.max_epochs": 3, "train.batches_per_epoch": 8, "generate.length": 20},
+        {"optim.lr": {"grid": [0.03, 0.01, 0.0003, 0.0001]}},  # strong trials set the bar
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    run_sweep_here(tmp_path, path)
+    folder = tmp_path / "sweeps" / "markov-asha"
+    plan = load_plan(folder)
+    client = MlflowClient(plan.tracking_uri)
+    children = sweep_runs.children(client, plan.parent_run_id)
+    assert len(children) == 4
+    stopped = {run.data.tags[sweep_runs.TRIAL_TAG] for run in children
+               if run.data.tags[sweep_runs.STOPPED_EARLY_TAG] == "true"}
+    assert stopped, "ASHA stopped no trial"  # the tiny learning rates come last and lag
+    for run in children:
+        trial = run.data.tags[sweep_runs.TRIAL_TAG]
+        assert run.info.status == ("KILLED" if trial in stopped else "FINISHED")
+        epochs = len(client.get_metric_history(run.info.run_id, "val_perplexity"))
+        assert (epochs < 3) if trial in stopped else (epochs == 3)
+    tables = pd.read_html(folder / "report.html")
+    early = next(t for t in tables if list(t.columns[:1]) == ["trial"] and "epochs" in t
+                 and "status" not in t)
+    assert set(early["trial"]) == stopped
 
 
 def _finished_children(tracking_db: Path, parent_run_id: str) -> int:

@@ -141,9 +141,9 @@ def run_sweep(
                 metric=plan.metric, mode=plan.mode, num_samples=sweep.num_samples,
                 scheduler=make_scheduler(sweep.scheduler, plan.max_epochs),
                 max_concurrent_trials=sweep.max_concurrent_trials,
-                # the next trial runs in the finished one's process: no fresh interpreter
-                # importing torch and Lightning per trial
-                reuse_actors=True,
+                # No actor reuse: a trial stopped by ASHA is still inside its Train run,
+                # so handing its actor to the next trial fails that trial.
+                reuse_actors=False,
             ),
             run_config=tune.RunConfig(
                 name=folder.name, storage_path=str(folder.parent),
