@@ -124,6 +124,11 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return sweep
 
 
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "scheduler": SchedulerConfig, "resources": ResourcesConfig,
+}
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
@@ -131,7 +136,9 @@ def _describe(exc: ValidationError) -> str:
         if error["type"] == "value_error":
             problems.append(str(error["ctx"]["error"]))
         elif error["type"] == "extra_forbidden":
-            valid = ", ".join(SweepConfig.model_fields)
+            section = _SECTIONS.get(str(error["loc"][0]), SweepConfig) if len(
+                error["loc"]) > 1 else SweepConfig
+            valid = ", ".join(section.model_fields)
             problems.append(f"unknown key {key} (valid keys: {valid})")
         else:
             problems.append(f"{key}: {error['msg'].lower()} (got {error.get('input')!r})")
