@@ -83,7 +83,7 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
     uri = tracking.resolve_tracking_uri(base.tracking)
     tracking.check_reachable(uri)
     ensure_dataset(base)  # once here, so trials never race to generate sample data
-    parent = sweep_runs.start_parent_run(
+    parent = tracking.start_run(
         uri, base.tracking.experiment, sweep.name,
         tags={"task": base.task, "sweep": "parent", "git_commit": tracking.git_commit()},
     )

@@ -142,12 +142,18 @@ def test_report_renders_its_plots_in_headless_chromium(beam_sweep, tmp_path):
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
+def markov_lm(dataset: Path, epochs: int, batches: int) -> dict:
+    """A tiny character LM on the Markov shards."""
+    return {"data.path": str(dataset), "data.sample": None, "data.batch_size": 8,
+            "data.bptt": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
+            "train.max_epochs": epochs, "train.batches_per_epoch": batches,
+            "generate.length": 20}
+
+
 def test_asha_stops_weak_trials_and_ends_their_runs(tmp_path, markov_dataset):
     path = write_sweep(
         tmp_path, "markov-asha",
-        {"data.path": str(markov_dataset), "data.sample": None, "data.batch_size": 8,
-         "data.bptt": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
-         "train.max_epochs": 3, "train.batches_per_epoch": 8, "generate.length": 20},
+        markov_lm(markov_dataset, epochs=3, batches=8),
         {"optim.lr": {"grid": [0.03, 0.01, 0.0003, 0.0001]}},  # strong trials set the bar
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
     )
@@ -179,9 +185,7 @@ def _finished_children(tracking_db: Path, parent_run_id: str) -> int:
 def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_dataset):
     path = write_sweep(
         tmp_path, "markov-resume",
-        {"data.path": str(markov_dataset), "data.sample": None, "data.batch_size": 8,
-         "data.bptt": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
-         "train.max_epochs": 2, "train.batches_per_epoch": 10, "generate.length": 20},
+        markov_lm(markov_dataset, epochs=2, batches=10),
         {"model.cell": {"grid": ["rnn", "gru", "lstm"]}, "optim.clip": {"grid": [0.5, 5.0]}},
         scheduler={"name": "none"}, max_concurrent_trials=1,
     )

@@ -18,13 +18,6 @@ ATTEMPTS_TAG = "sweep.trial_attempts"  # how often the trial's function started
 STOPPED_EARLY_TAG = "sweep.stopped_early"
 
 
-def start_parent_run(uri: str, experiment: str, name: str, tags: dict[str, str]) -> str:
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-
-
 def reopen(uri: str, run_id: str) -> None:
     """A resumed sweep logs into its old parent run again."""
     MlflowClient(uri).update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
