@@ -22,7 +22,13 @@ from ray.tune import ExperimentAnalysis
 from orchestrator.cli import main
 from orchestrator.sweep import check_sweep
 from orchestrator.tuning import sweep_runs
-from orchestrator.tuning.sweep_config import load_sweep
+from orchestrator.tuning.search_space import (
+    beam_sizes,
+    evaluation_variants,
+    expected_models,
+    variant_prefix,
+)
+from orchestrator.tuning.sweep_config import SweepConfig, load_sweep
 from orchestrator.tuning.sweep_runner import load_plan
 
 CELLS, CLIPS, BEAMS = ["rnn", "gru", "lstm"], [0.5, 5.0], [1, 3, 5, 10]
@@ -260,3 +266,20 @@ SHIPPED_SWEEPS = sorted((Path(__file__).parents[1] / "configs" / "sweeps").glob(
 def test_shipped_sweep_configs_are_valid(path):
     base = check_sweep(load_sweep(path))
     assert base.task in {"language_model", "translation", "image_captioning"}
+
+
+def test_evaluation_axes_expand_to_test_passes_not_models():
+    sweep = SweepConfig.model_validate({
+        "name": "x", "space": {"model.cell": {"grid": CELLS}, "optim.lr": {"choice": [1, 2]}},
+        "evaluate": {"eval.beam_size": BEAMS, "eval.alpha": [0.6, 1.0],
+                     "eval.length_penalty": ["gnmt", "average"]},
+        "num_samples": 2,
+    })
+    assert expected_models(sweep) == 3 * 2  # grid x num_samples; choice is drawn per sample
+    assert beam_sizes(sweep) == BEAMS  # one test pass decodes every beam size
+    variants = evaluation_variants(sweep)
+    assert len(variants) == 4  # one test pass per other combination
+    assert {variant_prefix(v) for v in variants} == {
+        "alpha_0.6-length_penalty_gnmt/", "alpha_0.6-length_penalty_average/",
+        "alpha_1.0-length_penalty_gnmt/", "alpha_1.0-length_penalty_average/"}
+    assert variant_prefix({}) == ""
