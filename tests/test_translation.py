@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import sacrebleu
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from orchestrator.cli import main
 from orchestrator.datasets.batches import IGNORE_INDEX
 from orchestrator.datasets.buckets import bucketed_batches, padding_share
 from orchestrator.datasets.synthetic import date_pairs
 from orchestrator.datasets.translation_data import TranslationDataModule
+from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.translation import TranslationTask
 
 OPTIM = {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "clip": 1.0,
@@ -136,3 +139,22 @@ def test_sentencepiece_pieces_round_trip_to_the_references(dates, subword, tmp_p
         ids = [i for i in row.tolist() if i != IGNORE_INDEX][:-1]  # drop <eos>
         pieces = [datamodule.target_vocab.tokens[i] for i in ids]
         assert datamodule.target_text.detokenize(pieces) == reference
+
+
+def test_init_range_bounds_every_weight_and_the_memory_is_the_encoder_output():
+    config = Seq2SeqConfig(source_vocab_size=30, target_vocab_size=20, embedding_dim=8,
+                           hidden_size=16, init_range=0.05)
+    model = Seq2Seq(config).eval()
+    assert all(p.abs().max() <= 0.05 for p in model.parameters())
+    src, lengths = torch.randint(0, 30, (3, 7)), torch.tensor([7, 4, 1])
+    state = model.encode(src, lengths)
+    packed = pack_padded_sequence(model.source_embedding(src), lengths, batch_first=True,
+                                  enforce_sorted=False)
+    outputs, _ = pad_packed_sequence(model.encoder(packed)[0], batch_first=True,
+                                     total_length=7)
+    assert torch.equal(state["memory"], outputs)  # attention reads the encoder as it is
+
+
+def test_bidirectional_encoder_needs_an_even_hidden_size():
+    with pytest.raises(ValueError, match="even hidden_size"):
+        Seq2Seq(Seq2SeqConfig(source_vocab_size=5, target_vocab_size=5, hidden_size=15))
