@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def launch(config: ExperimentConfig) -> LaunchResult:
 
 def train_in_run(
     config: ExperimentConfig, uri: str, run_id: str, run_name: str, manifest: DatasetManifest,
-    callbacks: list[Any] = (), eval_variants: list[dict[str, Any]] | None = None,
+    callbacks: Sequence[Any] = (), eval_variants: list[dict[str, Any]] | None = None,
 ) -> LaunchResult:
     """Train, test and log into an open MLflow run: a launch's own, or a sweep trial's
     (whose Tune callback and evaluation variants come in `callbacks`/`eval_variants`)."""
@@ -142,6 +143,7 @@ def connect_ray(address: str | None, resources: dict[str, float] | None = None) 
 
 
 def free_port() -> int:
+    """A TCP port free on loopback right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
