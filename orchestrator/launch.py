@@ -164,6 +164,9 @@ def _fit(
 
     from orchestrator.train_loop import train_loop_per_worker
 
+    # Ray Train's controller polls its workers every 2 s by default: each start, report and
+    # finish waits for a poll, ~3 s per run (most of a sweep trial's overhead, RESULTS.md).
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     resources = {"CPU": config.ray.cpus_per_worker}
     if config.ray.use_gpu:
         resources["GPU"] = config.ray.gpus_per_worker or 1
