@@ -188,7 +188,10 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
                      eval_variants=plan.eval_variants)
         succeeded = True
     finally:
-        tracking.end_run(plan.tracking_uri, run_id, succeeded)
+        # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED
+        status = MlflowClient(plan.tracking_uri).get_run(run_id).info.status
+        if succeeded or status == "RUNNING":
+            tracking.end_run(plan.tracking_uri, run_id, succeeded)
 
 
 def _finish(plan: SweepPlan, folder: Path, done: bool) -> SweepOutcome:

@@ -55,14 +55,16 @@ def children(client: MlflowClient, parent_run_id: str, extra_filter: str = "") -
 
 def end_child(uri: str, parent_run_id: str, trial_id: str, status: str,
               tags: dict[str, str] | None = None) -> None:
-    """End a trial's run unless it already ended itself (FINISHED/FAILED)."""
+    """End a trial's run unless it already ended itself (FINISHED/FAILED). A trial the
+    scheduler stopped may have marked itself FAILED while its process was torn down: the
+    scheduler's verdict (KILLED) wins."""
     client = MlflowClient(uri)
     run = find_child(client, parent_run_id, trial_id)
     if run is None:
         return
     for key, value in (tags or {}).items():
         client.set_tag(run.info.run_id, key, value)
-    if run.info.status == "RUNNING":
+    if run.info.status == "RUNNING" or (status == "KILLED" and run.info.status == "FAILED"):
         client.set_terminated(run.info.run_id, status)
 
 
