@@ -19,6 +19,7 @@ from torch import nn
 
 from orchestrator.lightning_modules.attention import GlobalAttention
 from orchestrator.lightning_modules.cells import Hidden, make_rnn
+from orchestrator.lightning_modules.decoding import reorder_rnn_state
 
 FEATURE_USES = ("init_state", "first_input")
 
@@ -87,12 +88,4 @@ class CaptionDecoder(nn.Module):
         log_probs = torch.log_softmax(self.output(self.dropout(out[:, 0])), dim=-1)
         return log_probs, {**state, "hidden": hidden}, weights
 
-    @staticmethod
-    def reorder_state(state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
-        """Rows `index` (N',) of the state; hidden states are (L, N, H), the rest batch-first."""
-        def pick(value: Any, batch_dim: int) -> Any:
-            if isinstance(value, tuple):
-                return tuple(part.index_select(batch_dim, index) for part in value)
-            return value.index_select(batch_dim, index)
-
-        return {key: pick(value, 1 if key == "hidden" else 0) for key, value in state.items()}
+    reorder_state = staticmethod(reorder_rnn_state)  # keep/duplicate hypotheses

@@ -46,6 +46,17 @@ class StepDecoder(Protocol):
         ...
 
 
+def reorder_rnn_state(state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
+    """`reorder_state` for the RNN decoders' dict states: rows `index` (N',) of every
+    tensor; the "hidden" entry (a tensor or LSTM tuple) is (L, N, H), the rest batch-first."""
+    def pick(value: Any, batch_dim: int) -> Any:
+        if isinstance(value, tuple):
+            return tuple(part.index_select(batch_dim, index) for part in value)
+        return value.index_select(batch_dim, index)
+
+    return {key: pick(value, 1 if key == "hidden" else 0) for key, value in state.items()}
+
+
 # What a finished hypothesis' summed log-prob is divided by; length counts its EOS.
 LENGTH_PENALTIES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     "none": lambda length, alpha: torch.ones_like(length),

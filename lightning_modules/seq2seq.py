@@ -20,6 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from orchestrator.lightning_modules.attention import GlobalAttention
 from orchestrator.lightning_modules.cells import Hidden, make_rnn
+from orchestrator.lightning_modules.decoding import reorder_rnn_state
 
 
 @dataclass
@@ -128,12 +129,4 @@ class Seq2Seq(nn.Module):
         logits, weights = self._step_logits(tokens, state)
         return torch.log_softmax(logits, dim=-1), state, weights
 
-    @staticmethod
-    def reorder_state(state: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
-        """Keep/duplicate hypotheses: rows `index` (N',) of every batch-major tensor."""
-        def pick(value: Any, batch_dim: int) -> Any:
-            if isinstance(value, tuple):
-                return tuple(part.index_select(batch_dim, index) for part in value)
-            return value.index_select(batch_dim, index)
-
-        return {key: pick(value, 1 if key == "hidden" else 0) for key, value in state.items()}
+    reorder_state = staticmethod(reorder_rnn_state)  # keep/duplicate hypotheses

@@ -177,6 +177,20 @@ def _captioned_test_items(module: CaptioningTask, config: ExperimentConfig) -> l
     return [f"{item}\t{caption}" for item, caption in zip(batch["ids"], captions, strict=False)]
 
 
+def _captioning_spec(module_class: type[pl.LightningModule]) -> TaskSpec:
+    """Image and video captioning differ only in their module (and so their model)."""
+    return TaskSpec(
+        module_class=module_class,
+        build_datamodule=_caption_data,
+        build_module=_captioning,
+        monitor="val_cider_d",
+        mode="max",
+        summary_metrics=("cider_d", "bleu_4", "meteor"),
+        samples=_captioned_test_items,
+        beam_metric="test_cider_d_beam{k}",
+    )
+
+
 TASKS: dict[str, TaskSpec] = {
     "language_model": TaskSpec(
         module_class=LanguageModelTask,
@@ -206,26 +220,8 @@ TASKS: dict[str, TaskSpec] = {
         samples=_translated_prompts,
         beam_metric="test_bleu_beam{k}",
     ),
-    "image_captioning": TaskSpec(
-        module_class=ImageCaptioningTask,
-        build_datamodule=_caption_data,
-        build_module=_captioning,
-        monitor="val_cider_d",
-        mode="max",
-        summary_metrics=("cider_d", "bleu_4", "meteor"),
-        samples=_captioned_test_items,
-        beam_metric="test_cider_d_beam{k}",
-    ),
-    "video_captioning": TaskSpec(
-        module_class=VideoCaptioningTask,
-        build_datamodule=_caption_data,
-        build_module=_captioning,
-        monitor="val_cider_d",
-        mode="max",
-        summary_metrics=("cider_d", "bleu_4", "meteor"),
-        samples=_captioned_test_items,
-        beam_metric="test_cider_d_beam{k}",
-    ),
+    "image_captioning": _captioning_spec(ImageCaptioningTask),
+    "video_captioning": _captioning_spec(VideoCaptioningTask),
 }
 
 
