@@ -173,11 +173,16 @@ def test_asha_stops_weak_trials_and_ends_their_runs(tmp_path, markov_dataset):
     stopped = {run.data.tags[sweep_runs.TRIAL_TAG] for run in children
                if run.data.tags[sweep_runs.STOPPED_EARLY_TAG] == "true"}
     assert stopped, "ASHA stopped no trial"  # the tiny learning rates come last and lag
+    # Tune's record says where the scheduler stopped a trial; MLflow may hold an epoch more,
+    # logged by the Train worker while the stop reached it (epochs here take ~0.4 s)
+    tune_epochs = {trial.trial_id: int(trial.last_result["epoch"]) + 1
+                   for trial in ExperimentAnalysis(str(folder)).trials}
     for run in children:
         trial = run.data.tags[sweep_runs.TRIAL_TAG]
         assert run.info.status == ("KILLED" if trial in stopped else "FINISHED")
-        epochs = len(client.get_metric_history(run.info.run_id, "val_perplexity"))
-        assert (epochs < 3) if trial in stopped else (epochs == 3)
+        assert (tune_epochs[trial] < 3) if trial in stopped else (tune_epochs[trial] == 3)
+        if trial not in stopped:
+            assert len(client.get_metric_history(run.info.run_id, "val_perplexity")) == 3
     tables = pd.read_html(folder / "report.html")
     early = next(t for t in tables if list(t.columns[:1]) == ["trial"] and "epochs" in t
                  and "status" not in t)
