@@ -27,7 +27,7 @@ from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
 )
-from orchestrator.tasks import model_settings
+from orchestrator.tasks import model_settings, stream_settings
 
 WORK = Path(__file__).with_name("work")
 
@@ -36,10 +36,8 @@ def plain_loop(config: ExperimentConfig, threads: int) -> list[float]:
     """Tokens/s per epoch of a hand-written loop: the baseline, no Lightning, no Ray."""
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
-    data = LanguageModelDataModule(
-        config.data.path, config.data.batch_size, config.data.bptt, config.data.num_workers,
-        config.data.shuffle_buffer, config.train.batches_per_epoch,
-    )
+    data = LanguageModelDataModule(config.data.path, bptt=config.data.bptt,
+                                   **stream_settings(config))
     settings = RNNLanguageModelConfig(len(data.tokenizer),
                                       **model_settings(config, RNNLanguageModelConfig))
     model = RNNLanguageModel(settings)

@@ -110,7 +110,9 @@ class DataConfig(_Section):
     # video_captioning: frames sampled uniformly from each clip.
     frames: int = Field(8, ge=1)
     num_workers: int = Field(1, ge=0)
-    shuffle_buffer: int = Field(64, ge=0)
+    # Samples mixed before batching; null keeps the task's own default (language model 64,
+    # captioning 256, sentiment 1000, translation 2000).
+    shuffle_buffer: int | None = Field(None, ge=0)
 
 
 class OptimConfig(_Section):

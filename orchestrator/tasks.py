@@ -70,12 +70,20 @@ def model_settings(config: ExperimentConfig, model_config: type) -> dict[str, An
     return {key: value for key, value in config.model.model_dump().items() if key in names}
 
 
-def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
+def stream_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """The DataModule settings every task shares; an unset shuffle buffer keeps the
+    DataModule's own default, which suits its samples (BPTT windows vs sentences)."""
     data = config.data
-    return LanguageModelDataModule(
-        data.path, batch_size=data.batch_size, bptt=data.bptt, num_workers=data.num_workers,
-        shuffle_buffer=data.shuffle_buffer, batches_per_epoch=config.train.batches_per_epoch,
-    )
+    settings = {"batch_size": data.batch_size, "num_workers": data.num_workers,
+                "batches_per_epoch": config.train.batches_per_epoch}
+    if data.shuffle_buffer is not None:
+        settings["shuffle_buffer"] = data.shuffle_buffer
+    return settings
+
+
+def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
+    return LanguageModelDataModule(config.data.path, bptt=config.data.bptt,
+                                   **stream_settings(config))
 
 
 def _language_model(
@@ -97,12 +105,8 @@ def _generated_text(module: LanguageModelTask, config: ExperimentConfig) -> list
 
 
 def _sentiment_data(config: ExperimentConfig) -> ClassificationDataModule:
-    data = config.data
-    return ClassificationDataModule(
-        data.path, batch_size=data.batch_size, num_workers=data.num_workers,
-        shuffle_buffer=data.shuffle_buffer, batches_per_epoch=config.train.batches_per_epoch,
-        max_tokens=data.max_tokens,
-    )
+    return ClassificationDataModule(config.data.path, max_tokens=config.data.max_tokens,
+                                    **stream_settings(config))
 
 
 def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -> SentimentTask:
@@ -112,12 +116,8 @@ def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -
 
 
 def _translation_data(config: ExperimentConfig) -> TranslationDataModule:
-    data = config.data
-    return TranslationDataModule(
-        data.path, batch_size=data.batch_size, num_workers=data.num_workers,
-        shuffle_buffer=data.shuffle_buffer, batches_per_epoch=config.train.batches_per_epoch,
-        max_tokens=data.max_tokens,
-    )
+    return TranslationDataModule(config.data.path, max_tokens=config.data.max_tokens,
+                                 **stream_settings(config))
 
 
 def _translation(
@@ -147,10 +147,8 @@ def _classified_prompts(module: SentimentTask, config: ExperimentConfig) -> list
 
 def _caption_data(config: ExperimentConfig) -> CaptionDataModule:
     data = config.data
-    settings = {"batch_size": data.batch_size, "num_workers": data.num_workers,
-                "shuffle_buffer": data.shuffle_buffer, "image_size": data.image_size,
-                "batches_per_epoch": config.train.batches_per_epoch,
-                "max_tokens": data.max_tokens}
+    settings = {"image_size": data.image_size, "max_tokens": data.max_tokens,
+                **stream_settings(config)}
     if config.task == "video_captioning":
         return VideoCaptionDataModule(data.path, frames=data.frames, **settings)
     return CaptionDataModule(data.path, **settings)
