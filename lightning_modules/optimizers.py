@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -26,3 +27,23 @@ def configure_optimizers(
         optimizer, lambda epoch: decay ** max(0, epoch + 1 - start)
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+
+class ApplyOptimSettings(pl.Callback):
+    """A run started from a checkpoint trains with its own config's learning rate and
+    weight decay: restoring the optimiser and schedule would bring back the values they
+    were saved with. Needed wherever a checkpoint meets new settings (a PBT clone, a resume
+    with a changed lr); a no-op for a fresh run, or a resume with the same settings."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        settings = pl_module.hparams["optim"]
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["initial_lr"] = settings["lr"]
+                group["weight_decay"] = settings["weight_decay"]
+        for scheduler_config in trainer.lr_scheduler_configs:
+            schedule = scheduler_config.scheduler
+            schedule.base_lrs = [settings["lr"]] * len(schedule.base_lrs)
+            for group, factor in zip(schedule.optimizer.param_groups, schedule.lr_lambdas,
+                                     strict=True):
+                group["lr"] = settings["lr"] * factor(schedule.last_epoch)

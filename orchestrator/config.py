@@ -146,7 +146,8 @@ class RayConfig(_Section):
     max_failures: int = Field(0, ge=-1)
     # Where Ray Train writes checkpoints: a local path or a URI shared by all nodes.
     storage_path: str = "runs"
-    checkpoints_to_keep: int = Field(2, ge=1)
+    # The best ones by the task's validation metric (and always the latest); null keeps all.
+    checkpoints_to_keep: int | None = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _gpus_need_use_gpu(self) -> RayConfig:

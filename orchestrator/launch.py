@@ -65,14 +65,16 @@ def launch(config: ExperimentConfig) -> LaunchResult:
 def train_in_run(
     config: ExperimentConfig, uri: str, run_id: str, run_name: str, manifest: DatasetManifest,
     callbacks: Sequence[Any] = (), eval_variants: list[dict[str, Any]] | None = None,
+    start_from: Any | None = None,
 ) -> LaunchResult:
     """Train, test and log into an open MLflow run: a launch's own, or a sweep trial's
-    (whose Tune callback and evaluation variants come in `callbacks`/`eval_variants`)."""
+    (whose Tune callback and evaluation variants come in `callbacks`/`eval_variants`, and
+    a PBT clone's checkpoint, a `ray.train.Checkpoint`, in `start_from`)."""
     tracking.log_params(uri, run_id, flatten(config))
     _log_inputs(uri, run_id, config, manifest)
     ray_address = connect_ray(config.ray.address)
     MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
-    result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants)
+    result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants, start_from)
     best = _best_checkpoint_file(result, config)
     task = TASKS[config.task]
     samples = task.samples(task.module_class.load_from_checkpoint(best, map_location="cpu"),
@@ -151,7 +153,7 @@ def free_port() -> int:
 
 def _fit(
     config: ExperimentConfig, uri: str, run_id: str, run_name: str, callbacks: list[Any],
-    eval_variants: list[dict[str, Any]] | None,
+    eval_variants: list[dict[str, Any]] | None, start_from: Any | None = None,
 ) -> Any:
     from ray.train import (
         CheckpointConfig,
@@ -176,6 +178,7 @@ def _fit(
         train_loop_config={
             "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
             "tracking_credentials": tracking.credentials(), "eval_variants": eval_variants,
+            "start_from": start_from,
         },
         scaling_config=ScalingConfig(
             num_workers=config.ray.num_workers,

@@ -29,10 +29,10 @@ from orchestrator.tuning.sweep_runner import (
     SweepPlan,
     finished,
     load_plan,
-    make_scheduler,
     run_sweep,
     save_plan,
 )
+from orchestrator.tuning.train_reports import fit_reporting_to_tune
 
 
 @dataclass
@@ -67,7 +67,6 @@ def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
     if sweep.evaluate and TASKS[base.task].beam_metric is None:
         raise OrchestratorError(f"task {base.task} does not decode, so it has no evaluation "
                                 f"axes; remove `evaluate:` ({', '.join(sweep.evaluate)})")
-    make_scheduler(sweep.scheduler, base.train.max_epochs)  # refuses what it cannot run
     return base
 
 
@@ -136,6 +135,8 @@ def _trial_base(base: ExperimentConfig, sweep: SweepConfig, folder: Path) -> Exp
     }
     if BEAM_AXIS in sweep.evaluate:
         values["eval.beam_sizes"] = beam_sizes(sweep)
+    if sweep.scheduler.name == "pbt":  # Tune copies each one, maybe after the next epoch
+        values["ray.checkpoints_to_keep"] = None
     return with_values(base, values, "sweep")
 
 
@@ -172,7 +173,6 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
     """One trial: the base config with this trial's axis values, trained like `launch`
     inside the trial's MLflow child run, with every Train report forwarded to Tune."""
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     plan = load_plan(Path(folder))
     config = with_values(ExperimentConfig.model_validate(plan.base_config), params, "trial")
@@ -180,12 +180,22 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
     trial_id = context.get_trial_id()
     run_id = sweep_runs.child_run(plan.tracking_uri, plan.parent_run_id, trial_id,
                                   context.get_trial_name())
+    # Tune holds a checkpoint only under PBT: the one to clone (another trial's, with these
+    # new values) or this trial's own after a pause. A new Train run starts from it; else
+    # the same Train run name on a restart resumes from its own last checkpoint.
+    start_from = tune.get_checkpoint()
+    run_name = f"trial-{trial_id}"
+    if start_from is not None:
+        run_name += "-from-" + sweep_runs.record_start(plan.tracking_uri, trial_id, run_id,
+                                                       start_from, params)
     succeeded = False
     try:
-        # the same Train run name on a restart: it resumes from its own last checkpoint
-        train_in_run(config, plan.tracking_uri, run_id, f"trial-{trial_id}",
-                     load_manifest(config.data.path), callbacks=[TuneReportCallback()],
-                     eval_variants=plan.eval_variants)
+        fit_reporting_to_tune(
+            lambda callbacks: train_in_run(
+                config, plan.tracking_uri, run_id, run_name, load_manifest(config.data.path),
+                callbacks=callbacks, eval_variants=plan.eval_variants, start_from=start_from),
+            with_checkpoints=plan.config.scheduler.name == "pbt",
+        )
         succeeded = True
     finally:
         # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED

@@ -97,8 +97,11 @@ def start_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) ->
 
 
 def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
+    """Params are the values a run started with: a restarted run (a resumed sweep trial,
+    a PBT clone with new values, which go to tags) leaves those it logged before."""
     client = MlflowClient(tracking_uri=uri)
-    items = [Param(key, str(value)) for key, value in params.items()]
+    logged = client.get_run(run_id).data.params
+    items = [Param(key, str(value)) for key, value in params.items() if key not in logged]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
         client.log_batch(run_id, params=items[start : start + 100])
 

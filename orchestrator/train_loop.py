@@ -17,6 +17,7 @@ import ray
 import ray.train
 import torch.distributed as dist
 from matplotlib.figure import Figure
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 from ray.train.lightning import (
     RayDDPStrategy,
@@ -27,6 +28,7 @@ from ray.train.lightning import (
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
+from orchestrator.lightning_modules.optimizers import ApplyOptimSettings
 from orchestrator.lightning_modules.throughput import TokenThroughput
 from orchestrator.tasks import TASKS
 from orchestrator.tuning.search_space import variant_prefix
@@ -51,10 +53,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     _tag_worker_nodes(logger)
 
     started = time.perf_counter()
-    checkpoint = ray.train.get_checkpoint()
+    # a restarted worker group continues from this run's last report; a new run may start
+    # from another run's checkpoint (a PBT clone)
+    checkpoint = ray.train.get_checkpoint() or loop_config.get("start_from")
     if checkpoint is None:
         trainer.fit(module, datamodule=datamodule)
-    else:  # a restarted worker group: continue from the last reported epoch
+    else:
         with checkpoint.as_directory() as folder:
             resume_from = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from))
@@ -110,7 +114,8 @@ def _make_trainer(
         # batch would never join, and the others would wait forever.
         strategy=RayDDPStrategy(broadcast_buffers=False),
         plugins=[RayLightningEnvironment()],
-        callbacks=[TokenThroughput(), best_weights, FlushMetrics(), RayTrainReportCallback()],
+        callbacks=[TokenThroughput(), LearningRateMonitor("epoch"), ApplyOptimSettings(),
+                   best_weights, FlushMetrics(), RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,

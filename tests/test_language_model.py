@@ -10,6 +10,7 @@ from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.datasets.synthetic import MARKOV_ALPHABET, MARKOV_PERPLEXITY
 from orchestrator.lightning_modules.cells import RNN_CELLS
 from orchestrator.lightning_modules.language_model import LanguageModelTask
+from orchestrator.lightning_modules.optimizers import ApplyOptimSettings
 from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
@@ -61,3 +62,36 @@ def test_every_cell_runs_with_carried_state(cell):
     logits, _ = model(torch.randint(0, 11, (3, 5)), hidden)
     assert model.output.weight is model.embedding.weight
     assert isinstance(model.rnn, RNN_CELLS[cell])
+
+
+class _LearningRateAtStart(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.seen = [group["lr"] for group in trainer.optimizers[0].param_groups]
+
+
+def test_a_checkpoint_resumed_with_a_new_lr_trains_at_the_new_lr(markov_dataset, tmp_path):
+    """A PBT clone restores another trial's optimiser state, its learning rate included;
+    the clone's own config must win (with the decay schedule's factor kept)."""
+    datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=8, bptt=16,
+                                         num_workers=0, batches_per_epoch=2)
+
+    def fit(lr: float, epochs: int, ckpt_path=None) -> list[float]:
+        task = LanguageModelTask(
+            model={"cell": "gru", "embedding_dim": 8, "hidden_size": 8, "num_layers": 1,
+                   "dropout": 0.0},
+            optim={**OPTIM, "lr": lr, "lr_decay": 0.5, "lr_decay_start": 1},
+            vocab=datamodule.tokenizer.tokens, level="char",
+        )
+        seen = _LearningRateAtStart()
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
+                             enable_progress_bar=False, enable_checkpointing=False,
+                             enable_model_summary=False, limit_val_batches=0,
+                             callbacks=[ApplyOptimSettings(), seen])
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.save_checkpoint(tmp_path / f"lr{lr}.ckpt")
+        return seen.seen
+
+    assert fit(0.03, epochs=2) == [pytest.approx(0.03)]
+    # two epochs done: the schedule's factor is 0.5 ** 2, applied to the new lr
+    assert fit(0.001, epochs=3, ckpt_path=tmp_path / "lr0.03.ckpt") == [
+        pytest.approx(0.001 * 0.25)]

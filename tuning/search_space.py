@@ -29,6 +29,16 @@ def param_space(sweep: SweepConfig) -> dict[str, Any]:
             for key, spec in sweep.space.items() for sampler, values in spec.items()}
 
 
+def pbt_mutations(sweep: SweepConfig) -> dict[str, Any]:
+    """What PBT perturbs: each axis' values (a list: moves to a neighbour) or range
+    (a distribution: scaled by 0.8 or 1.2, or resampled)."""
+    mutations = {}
+    for key, spec in sweep.space.items():
+        sampler, values = next(iter(spec.items()))
+        mutations[key] = values if sampler in ("grid", "choice") else _SAMPLERS[sampler](values)
+    return mutations
+
+
 def expected_models(sweep: SweepConfig) -> int:
     """How many models the sweep trains: the grid's size times num_samples."""
     grid = 1

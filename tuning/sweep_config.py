@@ -9,7 +9,7 @@
       optim.lr: {loguniform: [0.001, 0.01]}
     evaluate:                         # evaluation axes: every model is decoded with each
       eval.beam_size: [1, 3, 5, 10]
-    scheduler: {name: asha, grace_period: 1}
+    scheduler: {name: asha, grace_period: 1}   # or {name: pbt, perturbation_interval: 1}
     max_concurrent_trials: 2
     resources: {workers_per_trial: 1, cpus_per_worker: 1}
 
@@ -26,6 +26,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SAMPLERS = ("grid", "choice", "uniform", "loguniform")
+# What PBT may change in a running model: the weights it clones must still fit.
+PBT_MUTABLE = ("optim.lr", "optim.weight_decay", "optim.clip", "optim.lr_decay",
+               "model.dropout", "model.label_smoothing", "data.batch_size")
 BEAM_AXIS = "eval.beam_size"  # stands for the list eval.beam_sizes: decoded in one pass
 
 
@@ -44,8 +47,10 @@ class SchedulerConfig(_Strict):
     # asha: epochs every trial runs before it can be stopped, and the rung spacing.
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1.0)
-    # pbt: epochs between exploit/explore steps.
+    # pbt: epochs between exploit/explore steps; the share of trials that clone a trial
+    # of the top share (weights and hyperparameters, then perturbed).
     perturbation_interval: int = Field(1, ge=1)
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
 
 
 class ResourcesConfig(_Strict):
@@ -82,6 +87,14 @@ class SweepConfig(_Strict):
                                  "evaluation axes; training keys go under `space:`")
             if not values:
                 raise ValueError(f"evaluate.{key} needs at least one value")
+        if self.scheduler.name == "pbt":
+            for key in self.space:
+                if key not in PBT_MUTABLE:
+                    raise ValueError(
+                        f"space.{key}: pbt changes hyperparameters while models train, and "
+                        f"{key} cannot change in a model that is training; pbt can change "
+                        f"{', '.join(PBT_MUTABLE)}. Put {key} in `overrides`, or sweep it "
+                        "with scheduler asha or none")
         if (self.metric is None) != (self.mode is None):
             raise ValueError("give both metric and mode, or neither (the task's default)")
         return self

@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
 
 from orchestrator.tuning import sweep_runs
-from orchestrator.tuning.search_space import param_space
-from orchestrator.tuning.sweep_config import SchedulerConfig, SweepConfig, SweepError
+from orchestrator.tuning.search_space import param_space, pbt_mutations
+from orchestrator.tuning.sweep_config import SweepConfig, SweepError
 
 SLOT_RESOURCE = "sweep_trial_slot"
 PLAN_FILE = "sweep.json"
@@ -79,16 +84,33 @@ class EpochASHA(ASHAScheduler):
         super().on_trial_complete(tune_controller, trial, _epochs_done(result))
 
 
+class EpochPBT(PopulationBasedTraining):
+    """PBT on epochs trained (as EpochASHA). A trial past its last epoch is left alone: a
+    clone would restart with no epoch left to train."""
+
+    def __init__(self, max_epochs: int, **settings: Any):
+        super().__init__(**settings)
+        self.max_epochs = max_epochs
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if TIME_ATTR in result and result[TIME_ATTR] + 1 >= self.max_epochs:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, _epochs_done(result))
+
+
 def _epochs_done(result: dict) -> dict:
     return {**result, TIME_ATTR: result[TIME_ATTR] + 1} if TIME_ATTR in result else result
 
 
-def make_scheduler(settings: SchedulerConfig, max_epochs: int) -> TrialScheduler:
+def make_scheduler(sweep: SweepConfig, max_epochs: int) -> TrialScheduler:
+    settings = sweep.scheduler
     if settings.name == "none":
         return FIFOScheduler()
     if settings.name == "pbt":
-        raise SweepError("scheduler pbt is not supported yet: it needs Tune checkpoints "
-                         "from inside the Train run; use asha or none")
+        return EpochPBT(max_epochs, time_attr=TIME_ATTR,
+                        perturbation_interval=settings.perturbation_interval,
+                        quantile_fraction=settings.quantile_fraction,
+                        hyperparam_mutations=pbt_mutations(sweep))
     return EpochASHA(time_attr=TIME_ATTR, max_t=max_epochs,
                          grace_period=min(settings.grace_period, max_epochs),
                          reduction_factor=settings.reduction_factor)
@@ -139,7 +161,7 @@ def run_sweep(
             param_space=param_space(sweep),
             tune_config=tune.TuneConfig(
                 metric=plan.metric, mode=plan.mode, num_samples=sweep.num_samples,
-                scheduler=make_scheduler(sweep.scheduler, plan.max_epochs),
+                scheduler=make_scheduler(sweep, plan.max_epochs),
                 max_concurrent_trials=sweep.max_concurrent_trials,
                 # No actor reuse: a trial stopped by ASHA is still inside its Train run,
                 # so handing its actor to the next trial fails that trial.

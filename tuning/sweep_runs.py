@@ -7,6 +7,7 @@ stopped (their actors are killed before they could end the runs themselves).
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from mlflow.entities import RunStatus
@@ -16,6 +17,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 TRIAL_TAG = "sweep.trial_id"
 ATTEMPTS_TAG = "sweep.trial_attempts"  # how often the trial's function started
 STOPPED_EARLY_TAG = "sweep.stopped_early"
+CLONED_FROM_TAG = "sweep.cloned_from"  # PBT: the trial whose checkpoint it last continued
+HISTORY_TAG = "sweep.pbt_history"  # PBT: every start from a checkpoint, with its values
 
 
 def reopen(uri: str, run_id: str) -> None:
@@ -38,6 +41,27 @@ def child_run(uri: str, parent_run_id: str, trial_id: str, trial_name: str) -> s
     client.set_tag(existing.info.run_id, ATTEMPTS_TAG, str(attempts))
     reopen(uri, existing.info.run_id)
     return existing.info.run_id
+
+
+def record_start(uri: str, trial_id: str, run_id: str, checkpoint: Any,
+                 params: dict[str, Any]) -> str:
+    """A PBT trial starting from a Tune checkpoint: another trial's (a clone) or its own
+    (PBT paused it to let others run). Tags whose it was and the values it now trains
+    with (params keep the values the run started with). Returns a name for the new Train
+    run, unique per checkpoint."""
+    donor = checkpoint.get_metadata().get(TRIAL_TAG, "unknown")
+    client = MlflowClient(uri)
+    if donor != trial_id:
+        client.set_tag(run_id, CLONED_FROM_TAG, donor)
+    history = client.get_run(run_id).data.tags.get(HISTORY_TAG, "")
+    values = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                       for key, value in sorted(params.items()))
+    checkpoint_name = PurePosixPath(checkpoint.path).name
+    entry = f"{donor}/{checkpoint_name}: {values}"
+    client.set_tag(run_id, HISTORY_TAG, f"{history}\n{entry}" if history else entry)
+    for key, value in params.items():
+        client.set_tag(run_id, f"pbt.{key}", str(value))
+    return f"{donor}-{checkpoint_name}"
 
 
 def find_child(client: MlflowClient, parent_run_id: str, trial_id: str) -> Any | None:
