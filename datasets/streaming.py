@@ -1,19 +1,24 @@
 """How every reader streams shards under DDP, shared by all DataModules.
 
-Training: every rank and loader worker draws shards at random, forever (resampled), and
-the loader cuts each epoch at the same batch count on every rank, so a DDP all-reduce
-never waits on a rank that ran out of data. Evaluation: rank r reads every world_size-th
+Training: every rank and loader worker walks its own share of the shards (all of them when
+there are too few to share) in a fresh random order, pass after pass, forever; the loader
+cuts each epoch at the same batch count on every rank, so a DDP all-reduce never waits on a
+rank that ran out of data. Evaluation: rank r reads every world_size-th
 shard exactly once, so metrics summed over ranks cover the split exactly.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+import torch
 import torch.distributed as dist
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from orchestrator.datasets.manifest import DatasetError
 
@@ -25,10 +30,35 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def training_source(urls: list[str]) -> wds.WebDataset:
-    """Samples from shards drawn with replacement; never ends (see `training_loader`)."""
+    """Samples of this rank's and loader worker's shards, in a new order every pass; never
+    ends (see `training_loader`). Without replacement: one rank's epoch over the training
+    split sees every sample once (drawing shards with replacement, as webdataset's
+    `resampled` does, left a third of them unseen each epoch and repeated others)."""
+    rank, world_size = rank_and_world()
     return wds.WebDataset(
-        urls, resampled=True, shardshuffle=False, nodesplitter=None, handler=raise_with_shard_name
-    )
+        urls, shardshuffle=False, nodesplitter=None, handler=raise_with_shard_name,
+        workersplitter=partial(own_shards_shuffled, rank=rank, world_size=world_size),
+    ).repeat()
+
+
+def own_shards_shuffled(
+    shards: Iterator[dict[str, Any]], rank: int, world_size: int
+) -> Iterator[dict[str, Any]]:
+    """One pass of this stream (rank x loader worker) over its share of the shards, in
+    random order. The order is seeded from torch's seed (set by seed_everything, and per
+    loader worker by the DataLoader), the stream and the pass: every rank starts from the
+    same seed, and ranks that share all shards must not walk them in step."""
+    worker = get_worker_info()
+    workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+    streams, stream = world_size * workers, rank * workers + worker_id
+    share = list(shards)
+    if len(share) >= streams:
+        share = share[stream::streams]
+    random.Random(f"{torch.initial_seed()}-{stream}-{next(_passes)}").shuffle(share)
+    yield from share
+
+
+_passes = itertools.count()  # passes this process began (loader workers: since the fork)
 
 
 def training_loader(pipeline: IterableDataset, num_workers: int, batches: int) -> DataLoader:

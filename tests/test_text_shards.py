@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.datasets import streaming
 from orchestrator.datasets.batches import IGNORE_INDEX
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.datasets.manifest import (
@@ -60,6 +61,29 @@ def test_two_loader_workers_read_every_token_once(markov_dataset):
     manifest = load_manifest(str(markov_dataset))
     single = streamed_tokens(markov_dataset, "val", num_workers=0)
     assert len(single) == manifest.splits["val"].tokens
+
+
+def test_each_training_pass_reads_every_sample_once(markov_dataset):
+    """Training streams never end, but each pass of one stream reads its shards without
+    replacement: 3 passes over 40 samples hold each sample exactly 3 times."""
+    manifest = load_manifest(str(markov_dataset))
+    stream = iter(streaming.training_source(manifest.shard_urls("train")))
+    keys = [next(stream)["__key__"] for _ in range(3 * manifest.splits["train"].samples)]
+    for start in range(0, len(keys), 40):
+        assert len(set(keys[start : start + 40])) == 40
+
+
+def test_ranks_and_loader_workers_walk_disjoint_shares_of_the_shards():
+    shards = [{"url": f"train-{i}.tar"} for i in range(5)]
+
+    def share(rank: int, world_size: int) -> list[str]:
+        return [shard["url"] for shard in
+                streaming.own_shards_shuffled(iter(shards), rank, world_size)]
+
+    shares = [share(rank, 2) for rank in range(2)]
+    assert sorted(shares[0] + shares[1]) == sorted(shard["url"] for shard in shards)
+    # more streams than shards: every stream walks them all (none idles, none runs dry)
+    assert all(sorted(share(rank, 8)) == sorted(s["url"] for s in shards) for rank in range(8))
 
 
 def test_manifest_records_counts_and_odd_uneven_train_shards(markov_dataset):
