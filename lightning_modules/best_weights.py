@@ -20,11 +20,17 @@ class KeepBestWeights(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after the epoch's validation, whose metrics are in callback_metrics by now.
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            return
-        if self.best is None or self.better(value, self.best):
-            self.best = value.detach().clone()
-            self.state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        if value is not None:
+            self.offer(value, pl_module.state_dict())
+
+    def offer(self, value: torch.Tensor | float, state: dict[str, torch.Tensor]) -> bool:
+        """Keep `state` if its validation value is the best yet; say whether it was."""
+        value = torch.as_tensor(value, dtype=torch.float32)
+        if self.best is not None and not self.better(value, self.best):
+            return False
+        self.best = value.detach().clone()
+        self.state = {k: v.detach().cpu().clone() for k, v in state.items()}
+        return True
 
     def restore(self, pl_module: pl.LightningModule) -> None:
         """Load the best epoch's weights (no-op if no validation ran)."""

@@ -133,6 +133,9 @@ class TrainConfig(_Section):
     batches_per_epoch: int | None = Field(None, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
     progress_bar: bool = True
+    # Average the weights of the last N epochs after training and validate the average;
+    # it is tested (and checkpointed) when it beats the best single epoch. 1: off.
+    average_last: int = Field(1, ge=1)
 
 
 class RayConfig(_Section):

@@ -7,6 +7,7 @@ MLflow only through Lightning's logger, which writes from rank 0.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ray.train.lightning import (
 )
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
 from orchestrator.lightning_modules.optimizers import ApplyOptimSettings
 from orchestrator.lightning_modules.throughput import TokenThroughput
@@ -49,7 +51,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"], synchronous=False
     )
     best_weights = KeepBestWeights(task.monitor, task.mode)
-    trainer = prepare_trainer(_make_trainer(config, logger, best_weights))
+    averaging = AverageLastEpochs(config.train.average_last)
+    trainer = prepare_trainer(_make_trainer(config, logger, [best_weights, averaging]))
     _tag_worker_nodes(logger)
 
     started = time.perf_counter()
@@ -65,6 +68,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
     final["epoch"] = trainer.current_epoch - 1  # the last epoch, as the epoch reports count
+    if averaging.ready:
+        _offer_average(trainer, module, datamodule, averaging, best_weights, final)
     best_weights.restore(module)  # test the best validation epoch, like the best checkpoint
     for variant in loop_config.get("eval_variants") or [{}]:
         final.update(_test(trainer, module, datamodule, variant))
@@ -74,6 +79,31 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _log_artifacts(logger, getattr(module, "artifacts", {}))
         mlflow.flush_async_logging()
     ray.train.report(metrics=final)
+
+
+def _offer_average(
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+    averaging: AverageLastEpochs, best_weights: KeepBestWeights, final: dict[str, float],
+) -> None:
+    """Validate the average of the last epochs' weights; where it beats the best epoch it
+    becomes what is tested, and a checkpoint of its own (Ray then ranks it the best)."""
+    module.load_state_dict(averaging.average())
+    loggers, trainer.loggers = trainer.loggers, []  # the epochs' val history stays as it is
+    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    trainer.loggers = loggers
+    monitor = best_weights.monitor
+    epochs = len(averaging.states)
+    final[f"{monitor}_average_last{epochs}"] = metrics[monitor]
+    if trainer.global_rank == 0:
+        trainer.logger.log_metrics({f"{monitor}_average_last{epochs}": metrics[monitor]},
+                                   step=trainer.global_step)
+    if best_weights.offer(metrics[monitor], module.state_dict()):
+        with tempfile.TemporaryDirectory() as folder:
+            trainer.save_checkpoint(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME)
+            ray.train.report(
+                metrics={**metrics, "epoch": final["epoch"], "averaged_epochs": epochs},
+                checkpoint=ray.train.Checkpoint.from_directory(folder),
+            )
 
 
 def _test(
@@ -102,7 +132,7 @@ class FlushMetrics(pl.Callback):
 
 
 def _make_trainer(
-    config: ExperimentConfig, logger: MLFlowLogger, best_weights: KeepBestWeights
+    config: ExperimentConfig, logger: MLFlowLogger, keepers: list[pl.Callback]
 ) -> pl.Trainer:
     clip = config.optim.clip
     return pl.Trainer(
@@ -115,7 +145,7 @@ def _make_trainer(
         strategy=RayDDPStrategy(broadcast_buffers=False),
         plugins=[RayLightningEnvironment()],
         callbacks=[TokenThroughput(), LearningRateMonitor("epoch"), ApplyOptimSettings(),
-                   best_weights, FlushMetrics(), RayTrainReportCallback()],
+                   *keepers, FlushMetrics(), RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,

@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.errors import OrchestratorError
 from orchestrator.launch import launch
+from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 
 EPOCHS = 3
 STEPS_PER_EPOCH = 12  # short epochs, so the model is still improving at every epoch end
@@ -153,3 +155,23 @@ def test_translation_launch_logs_bleu_per_beam_and_attention_maps(launched, work
     names = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"translations.md", "bleu_signature.txt", "attention"} <= names
     assert result.samples == ["9 may 1999\t1999 - 05 - 09"]
+
+
+def test_average_of_the_last_epochs_is_validated_and_kept_when_better(local_ray, markov_dataset,
+                                                                      tmp_path):
+    result = launch(small_config(markov_dataset, tmp_path, "train.average_last=3",
+                                 "name=averaged"))
+    client = MlflowClient(result.tracking_uri)
+    averaged = client.get_metric_history(result.run_id, "val_perplexity_average_last3")
+    epochs = [m.value for m in client.get_metric_history(result.run_id, "val_perplexity")]
+    assert len(averaged) == 1 and len(epochs) == EPOCHS  # the epochs' history is untouched
+    # 2 DDP ranks validated the average together and agreed on whether it is the best
+    assert averaged[0].value < 9 and result.metrics["test_perplexity"] < 9
+
+
+def test_averaging_takes_the_mean_of_float_weights_and_the_latest_counters():
+    averaging = AverageLastEpochs(2)
+    for weight, count in ((1.0, 1), (2.0, 2), (4.0, 3)):  # only the last 2 are kept
+        averaging.states.append({"w": torch.full((2,), weight), "n": torch.tensor(count)})
+    average = averaging.average()
+    assert average["w"].tolist() == [3.0, 3.0] and int(average["n"]) == 3
