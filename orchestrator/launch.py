@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,12 @@ from orchestrator.datasets.manifest import (
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.k8s_render import RUN_NAME_ENV
-from orchestrator.tasks import SAMPLE_DATASETS, TASKS
+from orchestrator.task_metrics import TASK_METRICS
+
+# This module stays free of torch and Lightning: a sweep runs it in every trial actor.
+CHECKPOINT_FILE = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
+SAMPLES_FILE = "samples.txt"  # written by rank 0 of the Train run
+SAMPLES_SEPARATOR = "\n\n---\n\n"
 
 
 @dataclass
@@ -76,13 +82,12 @@ def train_in_run(
     MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
     result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants, start_from)
     best = _best_checkpoint_file(result, config)
-    task = TASKS[config.task]
-    samples = task.samples(task.module_class.load_from_checkpoint(best, map_location="cpu"),
-                           config)
-    _log_outputs(uri, run_id, best, samples)
+    client = MlflowClient(uri)
+    client.log_artifact(run_id, str(best), "checkpoint")
     # MLflow holds the last value of every metric, test metrics included.
-    metrics = MlflowClient(uri).get_run(run_id).data.metrics
-    return LaunchResult(run_id, uri, metrics, str(best), samples, task.summary_metrics)
+    metrics = client.get_run(run_id).data.metrics
+    return LaunchResult(run_id, uri, metrics, str(best), _samples(client, run_id),
+                        TASK_METRICS[config.task].summary)
 
 
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -109,6 +114,8 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
                 f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
                 f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
             )
+        from orchestrator.tasks import SAMPLE_DATASETS  # the generators need torch
+
         print(f"generating the {config.data.sample!r} sample dataset in {path}")
         SAMPLE_DATASETS[config.data.sample](Path(path), config.seed)
     try:
@@ -164,17 +171,15 @@ def _fit(
     )
     from ray.train.torch import TorchTrainer
 
-    from orchestrator.train_loop import train_loop_per_worker
-
     # Ray Train's controller polls its workers every 2 s by default: each start, report and
     # finish waits for a poll, ~3 s per run (most of a sweep trial's overhead, RESULTS.md).
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     resources = {"CPU": config.ray.cpus_per_worker}
     if config.ray.use_gpu:
         resources["GPU"] = config.ray.gpus_per_worker or 1
-    task = TASKS[config.task]
+    judged_by = TASK_METRICS[config.task]
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        _train_worker,
         train_loop_config={
             "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
             "tracking_credentials": tracking.credentials(), "eval_variants": eval_variants,
@@ -192,8 +197,8 @@ def _fit(
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=config.ray.checkpoints_to_keep,
-                checkpoint_score_attribute=task.monitor,
-                checkpoint_score_order=task.mode,
+                checkpoint_score_attribute=judged_by.monitor,
+                checkpoint_score_order=judged_by.mode,
             ),
         ),
     )
@@ -201,6 +206,14 @@ def _fit(
         return trainer.fit()
     except TrainingFailedError as exc:
         raise OrchestratorError(f"training failed: {_root_cause(exc)}") from exc
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs. Imported there, not here: the driver and a
+    sweep's trial actors never load torch and Lightning."""
+    from orchestrator.train_loop import train_loop_per_worker
+
+    train_loop_per_worker(loop_config)
 
 
 def _root_cause(exc: Exception) -> str:
@@ -216,18 +229,16 @@ def _root_cause(exc: Exception) -> str:
 
 
 def _best_checkpoint_file(result: Any, config: ExperimentConfig) -> Path:
-    from ray.train.lightning import RayTrainReportCallback
-
-    task = TASKS[config.task]
-    scored = [pair for pair in result.best_checkpoints if task.monitor in pair[1]]
+    judged_by = TASK_METRICS[config.task]
+    scored = [pair for pair in result.best_checkpoints if judged_by.monitor in pair[1]]
     if scored:
-        pick = min if task.mode == "min" else max
-        checkpoint = pick(scored, key=lambda pair: pair[1][task.monitor])[0]
+        pick = min if judged_by.mode == "min" else max
+        checkpoint = pick(scored, key=lambda pair: pair[1][judged_by.monitor])[0]
     else:
         checkpoint = result.checkpoint
     if checkpoint is None:
         raise OrchestratorError("training reported no checkpoint; is train.max_epochs >= 1?")
-    return Path(checkpoint.path) / RayTrainReportCallback.CHECKPOINT_NAME
+    return Path(checkpoint.path) / CHECKPOINT_FILE
 
 
 def _log_inputs(
@@ -238,10 +249,11 @@ def _log_inputs(
     client.log_text(run_id, manifest.read_file(manifest.vocab_file), "vocab.json")
 
 
-def _log_outputs(uri: str, run_id: str, checkpoint: Path, samples: list[str]) -> None:
-    client = MlflowClient(uri)
-    client.log_artifact(run_id, str(checkpoint), "checkpoint")
-    client.log_text(run_id, "\n\n---\n\n".join(samples), "samples.txt")
+def _samples(client: MlflowClient, run_id: str) -> list[str]:
+    """The example outputs the Train run logged."""
+    with tempfile.TemporaryDirectory() as folder:
+        text = Path(client.download_artifacts(run_id, SAMPLES_FILE, folder)).read_text()
+    return text.split(SAMPLES_SEPARATOR) if text else []
 
 
 def summary(result: LaunchResult) -> str:

@@ -17,10 +17,10 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
-from orchestrator.datasets.manifest import load_manifest
 from orchestrator.errors import OrchestratorError
-from orchestrator.launch import connect_ray, ensure_dataset, resolve_paths, train_in_run
-from orchestrator.tasks import TASKS
+from orchestrator.launch import connect_ray, ensure_dataset, resolve_paths
+from orchestrator.sweep_trial import run_trial
+from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning import report, sweep_runs
 from orchestrator.tuning.search_space import beam_sizes, evaluation_variants, expected_models
 from orchestrator.tuning.sweep_config import BEAM_AXIS, SweepConfig, SweepError, load_sweep
@@ -32,7 +32,6 @@ from orchestrator.tuning.sweep_runner import (
     run_sweep,
     save_plan,
 )
-from orchestrator.tuning.train_reports import fit_reporting_to_tune
 
 
 @dataclass
@@ -54,7 +53,7 @@ def sweep(path: str | None = None, resume: str | None = None,
     else:
         plan, folder = _plan(load_sweep(path))
     _connect_ray(address, plan.config)
-    trainable = functools.partial(run_trial, folder=str(folder))
+    trainable = functools.partial(run_trial, folder=str(folder))  # pickled by reference
     results = run_sweep(plan, folder, trainable, resume=bool(resume))
     return _finish(plan, folder, finished(results, plan))
 
@@ -64,7 +63,7 @@ def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
     fails in a second rather than in trial 7."""
     base = resolve_paths(_with_values(load_config(sweep.base), sweep.overrides, "overrides"))
     _check_axes(sweep, base)
-    if sweep.evaluate and TASKS[base.task].beam_metric is None:
+    if sweep.evaluate and TASK_METRICS[base.task].beam_metric is None:
         raise OrchestratorError(f"task {base.task} does not decode, so it has no evaluation "
                                 f"axes; remove `evaluate:` ({', '.join(sweep.evaluate)})")
     return base
@@ -73,7 +72,7 @@ def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
 def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
     """Check the sweep, make the data and the parent run, all before any trial starts."""
     base = check_sweep(sweep)
-    task = TASKS[base.task]
+    task = TASK_METRICS[base.task]
     beams = beam_sizes(sweep)
     folder = Path(sweep.storage_path).resolve() / sweep.name
     if (folder / "sweep.json").exists():
@@ -167,41 +166,6 @@ def _connect_ray(address: str | None, sweep: SweepConfig) -> None:
             f"run at once; start its nodes with `ray start --resources "
             f"'{{\"{SLOT_RESOURCE}\": N}}'` (N trials per node)"
         )
-
-
-def run_trial(params: dict[str, Any], folder: str) -> None:
-    """One trial: the base config with this trial's axis values, trained like `launch`
-    inside the trial's MLflow child run, with every Train report forwarded to Tune."""
-    from ray import tune
-
-    plan = load_plan(Path(folder))
-    config = with_values(ExperimentConfig.model_validate(plan.base_config), params, "trial")
-    context = tune.get_context()
-    trial_id = context.get_trial_id()
-    run_id = sweep_runs.child_run(plan.tracking_uri, plan.parent_run_id, trial_id,
-                                  context.get_trial_name())
-    # Tune holds a checkpoint only under PBT: the one to clone (another trial's, with these
-    # new values) or this trial's own after a pause. A new Train run starts from it; else
-    # the same Train run name on a restart resumes from its own last checkpoint.
-    start_from = tune.get_checkpoint()
-    run_name = f"trial-{trial_id}"
-    if start_from is not None:
-        run_name += "-from-" + sweep_runs.record_start(plan.tracking_uri, trial_id, run_id,
-                                                       start_from, params)
-    succeeded = False
-    try:
-        fit_reporting_to_tune(
-            lambda callbacks: train_in_run(
-                config, plan.tracking_uri, run_id, run_name, load_manifest(config.data.path),
-                callbacks=callbacks, eval_variants=plan.eval_variants, start_from=start_from),
-            with_checkpoints=plan.config.scheduler.name == "pbt",
-        )
-        succeeded = True
-    finally:
-        # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED
-        status = MlflowClient(plan.tracking_uri).get_run(run_id).info.status
-        if succeeded or status == "RUNNING":
-            tracking.end_run(plan.tracking_uri, run_id, succeeded)
 
 
 def _finish(plan: SweepPlan, folder: Path, done: bool) -> SweepOutcome:

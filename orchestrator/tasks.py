@@ -53,15 +53,9 @@ class TaskSpec:
     module_class: type[pl.LightningModule]  # also loads the task's checkpoints
     build_datamodule: Callable[[ExperimentConfig], pl.LightningDataModule]
     build_module: Callable[[ExperimentConfig, pl.LightningDataModule], pl.LightningModule]
-    monitor: str  # validation metric that ranks checkpoints
-    mode: str  # "min" or "max"
-    # printed at the end of a launch: val_* and test_* metrics whose names start so
-    summary_metrics: tuple[str, ...]
     # Example outputs of a trained model, logged as samples.txt
     samples: Callable[[pl.LightningModule, ExperimentConfig], list[str]]
-    # Generating tasks: the test metric at beam size k, as a template ("test_bleu_beam{k}");
-    # a sweep can then make beam size an evaluation axis.
-    beam_metric: str | None = None
+    # monitor, mode, summary and beam metric: orchestrator/task_metrics.py
 
 
 def model_settings(config: ExperimentConfig, model_config: type) -> dict[str, Any]:
@@ -171,7 +165,8 @@ def _captioned_test_items(module: CaptioningTask, config: ExperimentConfig) -> l
     if batch is None:
         return []
     count = min(4, len(batch["ids"]))
-    captions = module.caption(batch[module.inputs][:count], max(config.eval.beam_sizes))
+    captions = module.caption(batch[module.inputs][:count].to(module.device),
+                              max(config.eval.beam_sizes))
     return [f"{item}\t{caption}" for item, caption in zip(batch["ids"], captions, strict=False)]
 
 
@@ -181,11 +176,7 @@ def _captioning_spec(module_class: type[pl.LightningModule]) -> TaskSpec:
         module_class=module_class,
         build_datamodule=_caption_data,
         build_module=_captioning,
-        monitor="val_cider_d",
-        mode="max",
-        summary_metrics=("cider_d", "bleu_4", "meteor"),
         samples=_captioned_test_items,
-        beam_metric="test_cider_d_beam{k}",
     )
 
 
@@ -194,29 +185,19 @@ TASKS: dict[str, TaskSpec] = {
         module_class=LanguageModelTask,
         build_datamodule=_language_model_data,
         build_module=_language_model,
-        monitor="val_perplexity",
-        mode="min",
-        summary_metrics=("perplexity", "bpc"),
         samples=_generated_text,
     ),
     "sentiment": TaskSpec(
         module_class=SentimentTask,
         build_datamodule=_sentiment_data,
         build_module=_sentiment,
-        monitor="val_accuracy",
-        mode="max",
-        summary_metrics=("accuracy", "macro_f1"),
         samples=_classified_prompts,
     ),
     "translation": TaskSpec(
         module_class=TranslationTask,
         build_datamodule=_translation_data,
         build_module=_translation,
-        monitor="val_bleu",
-        mode="max",
-        summary_metrics=("bleu", "perplexity"),
         samples=_translated_prompts,
-        beam_metric="test_bleu_beam{k}",
     ),
     "image_captioning": _captioning_spec(ImageCaptioningTask),
     "video_captioning": _captioning_spec(VideoCaptioningTask),

@@ -28,10 +28,12 @@ from ray.train.lightning import (
 )
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.launch import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
 from orchestrator.lightning_modules.optimizers import ApplyOptimSettings
 from orchestrator.lightning_modules.throughput import TokenThroughput
+from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tasks import TASKS
 from orchestrator.tuning.search_space import variant_prefix
 
@@ -50,7 +52,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     logger = MLFlowLogger(
         tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"], synchronous=False
     )
-    best_weights = KeepBestWeights(task.monitor, task.mode)
+    judged_by = TASK_METRICS[config.task]
+    best_weights = KeepBestWeights(judged_by.monitor, judged_by.mode)
     averaging = AverageLastEpochs(config.train.average_last)
     trainer = prepare_trainer(_make_trainer(config, logger, [best_weights, averaging]))
     _tag_worker_nodes(logger)
@@ -77,6 +80,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     final["time_fit_test_s"] = time.perf_counter() - started
     if trainer.global_rank == 0:
         _log_artifacts(logger, getattr(module, "artifacts", {}))
+        # example outputs of the tested weights, made here where the model already is
+        samples = task.samples(module, config)
+        logger.experiment.log_text(logger.run_id, SAMPLES_SEPARATOR.join(samples), SAMPLES_FILE)
         mlflow.flush_async_logging()
     ray.train.report(metrics=final)
 

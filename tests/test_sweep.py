@@ -331,3 +331,12 @@ def test_evaluation_axes_expand_to_test_passes_not_models():
         "alpha_0.6-length_penalty_gnmt/", "alpha_0.6-length_penalty_average/",
         "alpha_1.0-length_penalty_gnmt/", "alpha_1.0-length_penalty_average/"}
     assert variant_prefix({}) == ""
+
+
+def test_a_trial_actor_imports_neither_torch_nor_lightning_to_start():
+    """Every trial starts a fresh actor; importing the task registry there cost ~5 s."""
+    probe = ("import sys, orchestrator.sweep_trial; "
+             "print(sorted({'torch', 'pytorch_lightning', 'matplotlib'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
