@@ -54,8 +54,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     )
     judged_by = TASK_METRICS[config.task]
     best_weights = KeepBestWeights(judged_by.monitor, judged_by.mode)
-    averaging = AverageLastEpochs(config.train.average_last)
-    trainer = prepare_trainer(_make_trainer(config, logger, [best_weights, averaging]))
+    keepers: list[pl.Callback] = [best_weights]
+    averaging = None  # copies the weights every epoch, so only when asked for
+    if config.train.average_last > 1:
+        averaging = AverageLastEpochs(config.train.average_last)
+        keepers.append(averaging)
+    trainer = prepare_trainer(_make_trainer(config, logger, keepers))
     _tag_worker_nodes(logger)
 
     started = time.perf_counter()
@@ -71,7 +75,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
     final["epoch"] = trainer.current_epoch - 1  # the last epoch, as the epoch reports count
-    if averaging.ready:
+    if averaging is not None and averaging.ready:
         _offer_average(trainer, module, datamodule, averaging, best_weights, final)
     best_weights.restore(module)  # test the best validation epoch, like the best checkpoint
     for variant in loop_config.get("eval_variants") or [{}]:

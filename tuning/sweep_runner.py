@@ -70,23 +70,11 @@ def load_plan(folder: Path) -> SweepPlan:
     return SweepPlan(**json.loads(path.read_text()))
 
 
-class EpochASHA(ASHAScheduler):
-    """ASHA on epochs trained. Train reports the 0-based `epoch`; rungs count epochs done,
-    so grace_period 1 judges a trial after its first epoch. A trial past its last epoch is
-    never stopped: it is done training and still owes its test pass."""
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        if TIME_ATTR in result and result[TIME_ATTR] + 1 >= self._max_t:
-            return TrialScheduler.CONTINUE
-        return super().on_trial_result(tune_controller, trial, _epochs_done(result))
-
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        super().on_trial_complete(tune_controller, trial, _epochs_done(result))
-
-
-class EpochPBT(PopulationBasedTraining):
-    """PBT on epochs trained (as EpochASHA). A trial past its last epoch is left alone: a
-    clone would restart with no epoch left to train."""
+class _OnEpochsDone:
+    """Schedulers here count epochs done: Train reports the 0-based `epoch`, so its
+    result is shifted by one (grace_period 1 judges a trial after its first epoch). A trial
+    past its last epoch is left alone: it is done training and still owes its test pass
+    (a stop would lose it, a PBT clone would restart it with no epoch left)."""
 
     def __init__(self, max_epochs: int, **settings: Any):
         super().__init__(**settings)
@@ -96,6 +84,15 @@ class EpochPBT(PopulationBasedTraining):
         if TIME_ATTR in result and result[TIME_ATTR] + 1 >= self.max_epochs:
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, _epochs_done(result))
+
+
+class EpochASHA(_OnEpochsDone, ASHAScheduler):
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, _epochs_done(result))
+
+
+class EpochPBT(_OnEpochsDone, PopulationBasedTraining):
+    pass
 
 
 def _epochs_done(result: dict) -> dict:
@@ -111,9 +108,9 @@ def make_scheduler(sweep: SweepConfig, max_epochs: int) -> TrialScheduler:
                         perturbation_interval=settings.perturbation_interval,
                         quantile_fraction=settings.quantile_fraction,
                         hyperparam_mutations=pbt_mutations(sweep))
-    return EpochASHA(time_attr=TIME_ATTR, max_t=max_epochs,
-                         grace_period=min(settings.grace_period, max_epochs),
-                         reduction_factor=settings.reduction_factor)
+    return EpochASHA(max_epochs, time_attr=TIME_ATTR, max_t=max_epochs,
+                     grace_period=min(settings.grace_period, max_epochs),
+                     reduction_factor=settings.reduction_factor)
 
 
 def trial_resources() -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -51,16 +51,16 @@ def record_start(uri: str, trial_id: str, run_id: str, checkpoint: Any,
     run, unique per checkpoint."""
     donor = checkpoint.get_metadata().get(TRIAL_TAG, "unknown")
     client = MlflowClient(uri)
-    if donor != trial_id:
-        client.set_tag(run_id, CLONED_FROM_TAG, donor)
     history = client.get_run(run_id).data.tags.get(HISTORY_TAG, "")
     values = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                        for key, value in sorted(params.items()))
     checkpoint_name = PurePosixPath(checkpoint.path).name
     entry = f"{donor}/{checkpoint_name}: {values}"
-    client.set_tag(run_id, HISTORY_TAG, f"{history}\n{entry}" if history else entry)
-    for key, value in params.items():
-        client.set_tag(run_id, f"pbt.{key}", str(value))
+    tags = {HISTORY_TAG: f"{history}\n{entry}" if history else entry,
+            **{f"pbt.{key}": str(value) for key, value in params.items()}}
+    if donor != trial_id:
+        tags[CLONED_FROM_TAG] = donor
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
     return f"{donor}-{checkpoint_name}"
 
 
