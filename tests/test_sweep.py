@@ -194,7 +194,10 @@ def test_pbt_clones_the_strong_trial_into_the_weak_one(tmp_path, markov_dataset)
         tmp_path, "markov-pbt",
         markov_lm(markov_dataset, epochs=4, batches=8),
         {"optim.lr": {"grid": [0.03, 0.0001]}},  # the second barely learns on its own
-        scheduler={"name": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5},
+        # synchronous: an epoch here takes 0.25 s, less than the trials' start skew, so an
+        # asynchronous PBT could see each trial alone and never compare them
+        scheduler={"name": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.5,
+                   "synch": True},
     )
     run_sweep_here(tmp_path, path)
     plan = load_plan(tmp_path / "sweeps" / "markov-pbt")

@@ -51,6 +51,9 @@ class SchedulerConfig(_Strict):
     # of the top share (weights and hyperparameters, then perturbed).
     perturbation_interval: int = Field(1, ge=1)
     quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
+    # pbt: true pauses each trial at every interval until all have reached it, so trials
+    # that started late are still compared (each pause restarts the trial's Train run).
+    synch: bool = False
 
 
 class ResourcesConfig(_Strict):

@@ -107,6 +107,7 @@ def make_scheduler(sweep: SweepConfig, max_epochs: int) -> TrialScheduler:
         return EpochPBT(max_epochs, time_attr=TIME_ATTR,
                         perturbation_interval=settings.perturbation_interval,
                         quantile_fraction=settings.quantile_fraction,
+                        synch=settings.synch,
                         hyperparam_mutations=pbt_mutations(sweep))
     return EpochASHA(max_epochs, time_attr=TIME_ATTR, max_t=max_epochs,
                      grace_period=min(settings.grace_period, max_epochs),
