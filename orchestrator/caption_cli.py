@@ -130,13 +130,10 @@ def _write(args: argparse.Namespace, items: list[Any], task: str, media: Any,
 
 
 def _caption(args: argparse.Namespace) -> int:
+    from orchestrator.launch import checkpoint_file
     from orchestrator.lightning_modules.captioning import load_captioner
 
-    checkpoint = Path(args.checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoint.ckpt"
-    if not checkpoint.is_file():
-        raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
+    checkpoint = checkpoint_file(args.checkpoint)
     for path in args.files:
         if not path.is_file():
             raise OrchestratorError(f"{path} does not exist")

@@ -94,6 +94,22 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("sweep_dir", metavar="SWEEP_DIR")
     report.set_defaults(handler=_report)
 
+    evaluate = commands.add_parser(
+        "eval", parents=[common], help="score a checkpoint again (new beam sizes, another split)",
+        description="Test (or validate) a checkpoint with the experiment config it carries; "
+        "overrides change it, e.g. eval.beam_sizes=[1,5,10] or data.path=OTHER_DATASET.",
+    )
+    evaluate.add_argument("checkpoint", help="a .ckpt file or a Ray checkpoint folder")
+    evaluate.add_argument(
+        "items", nargs="*", metavar="CONFIG|key=value",
+        help="overrides of the config the checkpoint carries; a config file replaces it "
+        "(for checkpoints that carry none: MLflow keeps each run's config.yaml)",
+    )
+    evaluate.add_argument("--split", choices=["test", "val"], default="test")
+    evaluate.add_argument("--log", action="store_true",
+                          help="also log to a new MLflow run (the config's tracking store)")
+    evaluate.set_defaults(handler=_evaluate)
+
     ui = commands.add_parser(
         "ui", parents=[common], help="open the MLflow UI on the configured store"
     )
@@ -257,6 +273,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from orchestrator.evaluate import evaluate, metrics_table
+
+    path, overrides = _split_items(args.items)
+    result = evaluate(args.checkpoint, overrides, args.split, args.log, path)
+    print(metrics_table(result.metrics))
+    if result.run_id:
+        print(f"MLflow run: {result.run_id}")
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
     from orchestrator.tracking import artifact_root, resolve_tracking_uri
@@ -281,12 +308,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _load_checkpoint(path: str, module_class: type) -> Any:
-    checkpoint = Path(path)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoint.ckpt"
-    if not checkpoint.is_file():
-        raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
-    return module_class.load_from_checkpoint(checkpoint, map_location="cpu")
+    from orchestrator.launch import checkpoint_file
+
+    return module_class.load_from_checkpoint(checkpoint_file(path), map_location="cpu")
 
 
 def _classify(args: argparse.Namespace) -> int:

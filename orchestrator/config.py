@@ -249,6 +249,11 @@ def with_values(config: ExperimentConfig, values: dict[str, Any],
                                 ) from None
 
 
+def with_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """The config with `key=value` overrides applied, as `load_config` applies them."""
+    return with_values(config, dict(_parse_override(item) for item in overrides))
+
+
 def flatten(config: BaseModel) -> dict[str, Any]:
     """Dotted key -> value for every leaf field (MLflow params, sweep keys)."""
     flat: dict[str, Any] = {}

@@ -90,6 +90,16 @@ def train_in_run(
                         TASK_METRICS[config.task].summary)
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """A .ckpt file, or the Ray checkpoint folder holding one."""
+    checkpoint = Path(path)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT_FILE
+    if not checkpoint.is_file():
+        raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
+    return checkpoint
+
+
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     """Local paths made absolute (Ray workers run in another working directory), and
     the task's built-in sample dataset when no data.path is given."""

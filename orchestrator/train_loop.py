@@ -28,6 +28,7 @@ from ray.train.lightning import (
 )
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.evaluate import ConfigInCheckpoint
 from orchestrator.launch import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
@@ -83,7 +84,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # fit + test wall time: what a sweep's per-trial overhead is measured against
     final["time_fit_test_s"] = time.perf_counter() - started
     if trainer.global_rank == 0:
-        _log_artifacts(logger, getattr(module, "artifacts", {}))
+        log_artifacts(logger, getattr(module, "artifacts", {}))
         # example outputs of the tested weights, made here where the model already is
         samples = task.samples(module, config)
         logger.experiment.log_text(logger.run_id, SAMPLES_SEPARATOR.join(samples), SAMPLES_FILE)
@@ -155,7 +156,8 @@ def _make_trainer(
         strategy=RayDDPStrategy(broadcast_buffers=False),
         plugins=[RayLightningEnvironment()],
         callbacks=[TokenThroughput(), LearningRateMonitor("epoch"), ApplyOptimSettings(),
-                   *keepers, FlushMetrics(), RayTrainReportCallback()],
+                   *keepers, FlushMetrics(), ConfigInCheckpoint(config),
+                   RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,
@@ -168,7 +170,7 @@ def _make_trainer(
     )
 
 
-def _log_artifacts(logger: MLFlowLogger, artifacts: dict[str, Figure | str]) -> None:
+def log_artifacts(logger: MLFlowLogger, artifacts: dict[str, Figure | str]) -> None:
     """What the module made on test (confusion matrix, attention maps, sample pages)."""
     for name, artifact in artifacts.items():
         if isinstance(artifact, Figure):

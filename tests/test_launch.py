@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
@@ -136,7 +137,8 @@ def test_sentiment_launch_on_its_sample_data_logs_accuracy_and_confusion_matrix(
     assert capsys.readouterr().out == "negative\tdreadful the plot of the film\n"
 
 
-def test_translation_launch_logs_bleu_per_beam_and_attention_maps(launched, workdir):
+@pytest.fixture(scope="module")
+def translated(launched, workdir):
     config = load_config(None, [
         "task=translation", "model.cell=gru", "model.embedding_dim=32", "model.hidden_size=64",
         "model.num_layers=1", "model.dropout=0.0", "model.bidirectional=true",
@@ -145,16 +147,53 @@ def test_translation_launch_logs_bleu_per_beam_and_attention_maps(launched, work
         "generate.prompts=[9 may 1999]", f"tracking.uri={launched.tracking_uri}",
         f"ray.storage_path={workdir}/runs", "name=translation",
     ])
-    result = launch(config)  # generates the dates sample into data/sample-dates
-    client = MlflowClient(result.tracking_uri)
-    run = client.get_run(result.run_id)
+    return launch(config)  # generates the dates sample into data/sample-dates
+
+
+def test_translation_launch_logs_bleu_per_beam_and_attention_maps(translated):
+    client = MlflowClient(translated.tracking_uri)
+    run = client.get_run(translated.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_bleu_beam1"] > 80
     assert run.data.metrics["test_bleu_beam3"] > 80
-    assert len(client.get_metric_history(result.run_id, "val_bleu")) == 3
-    names = {a.path for a in client.list_artifacts(result.run_id)}
+    assert len(client.get_metric_history(translated.run_id, "val_bleu")) == 3
+    names = {a.path for a in client.list_artifacts(translated.run_id)}
     assert {"translations.md", "bleu_signature.txt", "attention"} <= names
-    assert result.samples == ["9 may 1999\t1999 - 05 - 09"]
+    assert translated.samples == ["9 may 1999\t1999 - 05 - 09"]
+
+
+def test_eval_rescores_the_checkpoint_at_new_beam_sizes_into_a_new_run(translated, capsys):
+    capsys.readouterr()
+    assert main(["eval", translated.checkpoint, "eval.beam_sizes=[1,3,5]", "--log"]) == 0
+    out = capsys.readouterr().out
+    client = MlflowClient(translated.tracking_uri)
+    logged = client.get_run(translated.run_id).data.metrics
+    run = client.get_run(out.split("MLflow run: ")[1].split()[0])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["orchestrator.evaluated_checkpoint"] == translated.checkpoint
+    assert run.data.params["eval.beam_sizes"] == "[1, 3, 5]"
+    # the same weights on the same sentences: the launch's scores, plus the new beam size
+    for beam in (1, 3):
+        assert run.data.metrics[f"test_bleu_beam{beam}"] == pytest.approx(
+            logged[f"test_bleu_beam{beam}"], abs=1e-6)
+    assert run.data.metrics["test_bleu_beam5"] > 80
+    assert f"test_bleu_beam5  {run.data.metrics['test_bleu_beam5']:.4f}" in out
+    assert "translations.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_eval_validates_on_request_and_refuses_a_checkpoint_without_its_config(
+    translated, tmp_path, capsys
+):
+    assert main(["eval", translated.checkpoint, "--split", "val"]) == 0
+    assert "val_bleu" in capsys.readouterr().out
+    stored = torch.load(translated.checkpoint, map_location="cpu", weights_only=False)
+    config = tmp_path / "config.yaml"  # as MLflow keeps it with the run
+    config.write_text(yaml.safe_dump(stored.pop("orchestrator_config")))
+    torch.save(stored, tmp_path / "bare.ckpt")
+    assert main(["eval", str(tmp_path / "bare.ckpt")]) == 2
+    assert "carries no experiment config" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "bare.ckpt"), str(config), "eval.beam_sizes=[1]"]) == 0
+    assert "test_bleu_beam1" in capsys.readouterr().out
 
 
 def test_average_of_the_last_epochs_is_validated_and_kept_when_better(local_ray, markov_dataset,

@@ -1,0 +1,115 @@
+"""`orchestrator eval CHECKPOINT`: score a trained checkpoint again, without training.
+
+For what a finished run did not measure: more beam sizes, another length penalty, the
+validation split, or another prepared dataset of the same task. The run's experiment
+config travels inside every checkpoint a Train run writes (`ConfigInCheckpoint`), so the
+checkpoint alone is enough; `key=value` overrides change it (`eval.beam_sizes=[1,5,10]`,
+`data.path=...`). One process, no Ray: a test pass needs no cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+
+from orchestrator import tracking
+from orchestrator.config import ExperimentConfig, flatten, load_config, with_overrides
+from orchestrator.errors import OrchestratorError
+from orchestrator.launch import checkpoint_file, ensure_dataset, resolve_paths
+
+CONFIG_KEY = "orchestrator_config"  # the experiment config, in a checkpoint's dict
+Split = Literal["val", "test"]
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Stores the experiment config in every checkpoint, for `orchestrator eval`."""
+
+    def __init__(self, config: ExperimentConfig):
+        self.config = config.model_dump()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    run_id: str | None  # the MLflow run it was logged to, if asked
+
+
+def stored_config(checkpoint: Path, overrides: list[str]) -> ExperimentConfig:
+    """The config the checkpoint was trained with, overrides applied."""
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if CONFIG_KEY not in stored:
+        raise OrchestratorError(
+            f"checkpoint {checkpoint} carries no experiment config (written before "
+            "`orchestrator eval` existed); give the run's config file after the checkpoint "
+            "(MLflow keeps it as the run's config.yaml artifact)"
+        )
+    return with_overrides(ExperimentConfig.model_validate(stored[CONFIG_KEY]), overrides)
+
+
+def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
+             log: bool = False, config_file: str | None = None) -> EvalResult:
+    """One pass over `split` with the checkpoint's weights; with `log`, into a new
+    MLflow run of the config's experiment (params, metrics and the task's artifacts)."""
+    from orchestrator.tasks import TASKS
+
+    checkpoint = checkpoint_file(path)
+    if config_file is not None:
+        config = resolve_paths(load_config(config_file, overrides))
+    else:
+        config = stored_config(checkpoint, overrides)
+    ensure_dataset(config)
+    spec = TASKS[config.task]
+    datamodule = spec.build_datamodule(config)
+    module = spec.module_class.load_from_checkpoint(checkpoint, map_location="cpu")
+    if hasattr(module, "search"):  # generating tasks decode with the eval section
+        module.search.update(config.eval.model_dump())
+    logger, run_id = None, None
+    if log:
+        logger, run_id = _eval_run(config, checkpoint)
+    trainer = pl.Trainer(
+        accelerator="auto", devices=1, logger=logger or False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=config.train.progress_bar,
+        use_distributed_sampler=False,  # the readers split shards themselves
+    )
+    run = trainer.test if split == "test" else trainer.validate
+    succeeded = False
+    try:
+        metrics = {key: float(value)
+                   for key, value in run(module, datamodule=datamodule, verbose=False)[0].items()}
+        if logger is not None:
+            from orchestrator.train_loop import log_artifacts
+
+            log_artifacts(logger, getattr(module, "artifacts", {}))
+        succeeded = True
+    finally:
+        if run_id is not None:
+            tracking.end_run(logger.experiment.tracking_uri, run_id, succeeded)
+    return EvalResult(metrics, run_id)
+
+
+def _eval_run(config: ExperimentConfig, checkpoint: Path) -> tuple[Any, str]:
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    uri = tracking.resolve_tracking_uri(config.tracking)
+    tracking.check_reachable(uri)
+    run_id = tracking.start_run(
+        uri, config.tracking.experiment, f"eval-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={"task": config.task, "orchestrator.evaluated_checkpoint": str(checkpoint.resolve())},
+    )
+    tracking.log_params(uri, run_id, flatten(config))
+    return MLFlowLogger(tracking_uri=uri, run_id=run_id), run_id
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    """What the user reads: one metric a line, aligned."""
+    width = max(map(len, metrics), default=0)
+    return "\n".join(f"{key:<{width}}  {value:.4f}" for key, value in sorted(metrics.items()))
