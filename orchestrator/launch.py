@@ -30,6 +30,7 @@ from orchestrator.datasets.manifest import (
 from orchestrator.errors import OrchestratorError
 from orchestrator.k8s_render import RUN_NAME_ENV
 from orchestrator.task_metrics import TASK_METRICS
+from orchestrator.train_worker import train_worker
 
 # This module stays free of torch and Lightning: a sweep runs it in every trial actor.
 CHECKPOINT_FILE = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
@@ -189,7 +190,7 @@ def _fit(
         resources["GPU"] = config.ray.gpus_per_worker or 1
     judged_by = TASK_METRICS[config.task]
     trainer = TorchTrainer(
-        _train_worker,
+        train_worker,
         train_loop_config={
             "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
             "tracking_credentials": tracking.credentials(), "eval_variants": eval_variants,
@@ -216,14 +217,6 @@ def _fit(
         return trainer.fit()
     except TrainingFailedError as exc:
         raise OrchestratorError(f"training failed: {_root_cause(exc)}") from exc
-
-
-def _train_worker(loop_config: dict[str, Any]) -> None:
-    """What each Ray Train worker runs. Imported there, not here: the driver and a
-    sweep's trial actors never load torch and Lightning."""
-    from orchestrator.train_loop import train_loop_per_worker
-
-    train_loop_per_worker(loop_config)
 
 
 def _root_cause(exc: Exception) -> str:

@@ -102,6 +102,9 @@ def test_beam_is_an_evaluation_axis_six_models_trained_not_24(beam_sweep):
         # each model trained 2 epochs once: one validation per epoch
         assert len(client.get_metric_history(run.info.run_id, "val_bleu")) == 2
     assert client.get_run(plan.parent_run_id).info.status == "FINISHED"
+    # with no scheduler to stop trials, a finished trial's actor process runs the next
+    pids = {trial.last_result["pid"] for trial in ExperimentAnalysis(str(beam_sweep)).trials}
+    assert len(pids) < len(children), pids
 
 
 def test_report_tables_hold_every_combination_and_the_best(beam_sweep):
