@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from orchestrator.tuning.sweep_results import SweepResults, read_results  # noqa: E402
 
@@ -152,6 +153,7 @@ def _learning_curves(results: SweepResults) -> Figure:
         if metric in curve:
             panel.plot(curve["epoch"] + 1, curve[metric], marker="o", label=trial)
     panel.set_xlabel("epoch")
+    panel.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.2
     panel.set_ylabel(metric)
     panel.legend(fontsize="small")
     figure.tight_layout()
