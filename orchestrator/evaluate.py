@@ -3,8 +3,9 @@
 For what a finished run did not measure: more beam sizes, another length penalty, the
 validation split, or another prepared dataset of the same task. The run's experiment
 config travels inside every checkpoint a Train run writes (`ConfigInCheckpoint`), so the
-checkpoint alone is enough; `key=value` overrides change it (`eval.beam_sizes=[1,5,10]`,
-`data.path=...`). One process, no Ray: a test pass needs no cluster.
+checkpoint alone is enough (a config file given replaces it, for older checkpoints);
+`key=value` overrides change it (`eval.beam_sizes=[1,5,10]`, `data.path=...`). One
+process, no Ray: a test pass needs no cluster.
 """
 
 from __future__ import annotations
