@@ -29,6 +29,7 @@ from orchestrator.tuning.search_space import (
     variant_prefix,
 )
 from orchestrator.tuning.sweep_config import SweepConfig, load_sweep
+from orchestrator.tuning.sweep_results import read_results
 from orchestrator.tuning.sweep_runner import load_plan
 
 CELLS, CLIPS, BEAMS = ["rnn", "gru", "lstm"], [0.5, 5.0], [1, 3, 5, 10]
@@ -222,6 +223,13 @@ def test_pbt_clones_the_strong_trial_into_the_weak_one(tmp_path, markov_dataset)
     lr = client.get_metric_history(weak.info.run_id, "lr-Adam")
     assert lr[-1].value == pytest.approx(float(weak.data.tags["pbt.optim.lr"]))
     assert "test_perplexity" in weak.data.metrics
+    # the report lists each start from a checkpoint and draws the learning rates
+    starts = read_results(tmp_path / "sweeps" / "markov-pbt").pbt_starts
+    weak_id, strong_id = (run.data.tags[sweep_runs.TRIAL_TAG] for run in (weak, strong))
+    clones = starts[starts["trial"] == weak_id]
+    assert clones["from checkpoint"].str.startswith(f"{strong_id}/checkpoint_").any()
+    report = (tmp_path / "sweeps" / "markov-pbt" / "report.md").read_text()
+    assert "Population based training" in report and "learning_rates.png" in report
 
 
 def test_pbt_refuses_axes_a_training_model_cannot_change(tmp_path, capsys):

@@ -99,6 +99,13 @@ def _sections(results: SweepResults, best: dict[str, Any] | None) -> list[Sectio
                 figure_name="grad_norms"),
         Section("Trials stopped early by the scheduler", table=_stopped(results)),
     ]
+    if plan.sweep["scheduler"]["name"] == "pbt":
+        sections.append(Section(
+            "Population based training: every start from a checkpoint",
+            "from checkpoint: the trial whose checkpoint it continued (its own after a pause, "
+            "another's when cloned); values: what it trained with from there.",
+            table=results.pbt_starts, figure=_learning_rates(results),
+            figure_name="learning_rates"))
     return sections
 
 
@@ -155,6 +162,21 @@ def _learning_curves(results: SweepResults) -> Figure:
     panel.set_xlabel("epoch")
     panel.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.2
     panel.set_ylabel(metric)
+    panel.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def _learning_rates(results: SweepResults) -> Figure:
+    """The learning rate each trial trained at, step by step: PBT's schedules."""
+    figure, panel = plt.subplots(figsize=(6, 3.5))
+    for trial in results.trials["trial"]:
+        rates = results.learning_rates.get(trial)
+        if rates is not None and not rates.empty:
+            panel.step(rates["step"], rates.iloc[:, 1], where="post", marker="o", label=trial)
+    panel.set_yscale("log")
+    panel.set_xlabel("step")
+    panel.set_ylabel("learning rate")
     panel.legend(fontsize="small")
     figure.tight_layout()
     return figure

@@ -24,6 +24,8 @@ class SweepResults:
     combinations: pd.DataFrame  # one row per model x evaluation setting, best first
     curves: dict[str, pd.DataFrame]  # trial id -> its per-epoch reports
     grad_norms: dict[str, pd.DataFrame]  # trial id -> step, grad_norm (from MLflow)
+    learning_rates: dict[str, pd.DataFrame]  # trial id -> step, lr (LearningRateMonitor's)
+    pbt_starts: pd.DataFrame  # PBT: trial, start, from checkpoint, values (one row a start)
 
     @property
     def axes(self) -> list[str]:
@@ -45,7 +47,9 @@ def read_results(folder: Path) -> SweepResults:
     rows = [_trial_row(plan, trial, curves[trial.trial_id]) for trial in analysis.trials]
     trials = _ranked(pd.DataFrame(rows), plan.metric, plan.mode)
     combinations = _combinations(plan, analysis.trials, trials)
-    return SweepResults(plan, trials, combinations, curves, _grad_norms(plan))
+    grad_norms, learning_rates, pbt_starts = _from_child_runs(plan)
+    return SweepResults(plan, trials, combinations, curves, grad_norms, learning_rates,
+                        pbt_starts)
 
 
 def _curve(analysis: ExperimentAnalysis, trial: Any) -> pd.DataFrame:
@@ -100,13 +104,27 @@ def _ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     return ranked.reset_index(drop=True)
 
 
-def _grad_norms(plan: SweepPlan) -> dict[str, pd.DataFrame]:
-    """Per-step gradient norms before clipping, as each trial's MLflow run logged them."""
+def _from_child_runs(
+    plan: SweepPlan,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
+    """What each trial's MLflow run logged step by step: gradient norms before clipping,
+    the learning rate it trained at, and (PBT) every start from a checkpoint."""
     client = MlflowClient(plan.tracking_uri)
-    norms = {}
+    norms, rates, starts = {}, {}, []
     for run in sweep_runs.children(client, plan.parent_run_id):
-        history = client.get_metric_history(run.info.run_id, "grad_norm")
         trial = run.data.tags.get(sweep_runs.TRIAL_TAG)
-        norms[trial] = pd.DataFrame({"step": [m.step for m in history],
-                                     "grad_norm": [m.value for m in history]})
-    return norms
+        norms[trial] = _history(client, run.info.run_id, "grad_norm")
+        lr_keys = [key for key in run.data.metrics if key.startswith("lr-")]
+        if lr_keys:
+            rates[trial] = _history(client, run.info.run_id, lr_keys[0])
+        history = run.data.tags.get(sweep_runs.HISTORY_TAG, "")
+        for number, entry in enumerate(history.splitlines(), start=1):
+            source, _, values = entry.partition(": ")
+            starts.append({"trial": trial, "start": number, "from checkpoint": source,
+                           "values": values})
+    return norms, rates, pd.DataFrame(starts)
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> pd.DataFrame:
+    history = client.get_metric_history(run_id, key)
+    return pd.DataFrame({"step": [m.step for m in history], key: [m.value for m in history]})
