@@ -1,4 +1,5 @@
-"""`launch --address http://...`: a run submitted through the Ray Jobs API of a real head.
+"""`launch --address http://...`: a run submitted through the Ray Jobs API of a real head;
+`launch --address ray://...`: the same run driven from here through Ray Client.
 
 The test starts its own head on loopback (`ray start --head --block` with its own temp dir
 and token) and ends exactly the processes that head started, found by that temp dir; it
@@ -49,11 +50,12 @@ def ray_head():
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: unix socket paths
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
            "PATH": f"{RAY.parent}{os.pathsep}{os.environ['PATH']}"}
-    port = free_port()
+    port, client_port = free_port(), free_port()
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={port}",
          f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats",
+         f"--ray-client-server-port={client_port}",
          # its own agent ports: another Ray on the machine holds the defaults (52365, ...)
          f"--dashboard-agent-listen-port={free_port()}",
          f"--dashboard-agent-grpc-port={free_port()}",
@@ -62,7 +64,8 @@ def ray_head():
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/api/version", head)
-        yield f"http://127.0.0.1:{port}", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        yield f"http://127.0.0.1:{port}", auth, f"ray://127.0.0.1:{client_port}"
     finally:
         head.send_signal(signal.SIGTERM)
         try:
@@ -87,7 +90,7 @@ def launch_cli(address: str, auth: dict[str, str], overrides: list[str]):
 
 
 def test_job_runs_to_completion_and_logs_its_mlflow_run(ray_head, markov_dataset, tmp_path):
-    address, auth = ray_head
+    address, auth, _ = ray_head
     overrides = small_overrides(markov_dataset, tmp_path, "train.max_epochs=1",
                                 "name=remote-ok", "train.batches_per_epoch=4")
     out = launch_cli(address, auth, overrides)
@@ -101,11 +104,24 @@ def test_job_runs_to_completion_and_logs_its_mlflow_run(ray_head, markov_dataset
 
 
 def test_failing_job_returns_non_zero_with_its_error(ray_head, tmp_path):
-    address, auth = ray_head
+    address, auth, _ = ray_head
     out = launch_cli(address, auth, small_overrides(tmp_path / "no-such-dataset", tmp_path,
                                                     "name=remote-fails"))
     assert out.returncode == 1
     assert "FAILED" in out.stderr and "no-such-dataset has no dataset.json" in out.stderr
+
+
+def test_ray_client_drives_the_run_from_here(ray_head, markov_dataset, tmp_path):
+    _, auth, client_address = ray_head
+    overrides = small_overrides(markov_dataset, tmp_path, "train.max_epochs=1",
+                                "name=client-ok", "train.batches_per_epoch=4")
+    out = launch_cli(client_address, auth, overrides)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MLflow run:" in out.stdout and "submitted job" not in out.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("rnn-orchestrator").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("client-ok")
+    assert "test_perplexity" in run.data.metrics
 
 
 def test_unreachable_jobs_api_is_a_clear_error(tmp_path, markov_dataset):
