@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, flatten, load_config, with_overrides
@@ -68,46 +70,51 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
     else:
         config = stored_config(checkpoint, overrides)
     ensure_dataset(config)
+    uri = tracking.resolve_tracking_uri(config.tracking)
+    if log:
+        tracking.check_reachable(uri)  # before the pass, not after it
     spec = TASKS[config.task]
     datamodule = spec.build_datamodule(config)
     module = spec.module_class.load_from_checkpoint(checkpoint, map_location="cpu")
     if hasattr(module, "search"):  # generating tasks decode with the eval section
         module.search.update(config.eval.model_dump())
-    logger, run_id = None, None
-    if log:
-        logger, run_id = _eval_run(config, checkpoint)
+    # No Lightning logger: MLFlowLogger sets this process's (and its children's) tracking
+    # URI; the run below is written through a client instead.
     trainer = pl.Trainer(
-        accelerator="auto", devices=1, logger=logger or False, enable_checkpointing=False,
+        accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=config.train.progress_bar,
         use_distributed_sampler=False,  # the readers split shards themselves
     )
     run = trainer.test if split == "test" else trainer.validate
-    succeeded = False
-    try:
-        metrics = {key: float(value)
-                   for key, value in run(module, datamodule=datamodule, verbose=False)[0].items()}
-        if logger is not None:
-            from orchestrator.train_loop import log_artifacts
-
-            log_artifacts(logger, getattr(module, "artifacts", {}))
-        succeeded = True
-    finally:
-        if run_id is not None:
-            tracking.end_run(logger.experiment.tracking_uri, run_id, succeeded)
+    metrics = {key: float(value)
+               for key, value in run(module, datamodule=datamodule, verbose=False)[0].items()}
+    run_id = None
+    if log:
+        run_id = _log_eval_run(uri, config, checkpoint, metrics, getattr(module, "artifacts", {}))
     return EvalResult(metrics, run_id)
 
 
-def _eval_run(config: ExperimentConfig, checkpoint: Path) -> tuple[Any, str]:
-    from pytorch_lightning.loggers import MLFlowLogger
+def _log_eval_run(uri: str, config: ExperimentConfig, checkpoint: Path,
+                  metrics: dict[str, float], artifacts: dict[str, Any]) -> str:
+    """A new FINISHED run: the config as params, the scores, the task's artifacts."""
+    from orchestrator.train_loop import log_artifacts
 
-    uri = tracking.resolve_tracking_uri(config.tracking)
-    tracking.check_reachable(uri)
     run_id = tracking.start_run(
         uri, config.tracking.experiment, f"eval-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={"task": config.task, "orchestrator.evaluated_checkpoint": str(checkpoint.resolve())},
     )
-    tracking.log_params(uri, run_id, flatten(config))
-    return MLFlowLogger(tracking_uri=uri, run_id=run_id), run_id
+    client = MlflowClient(uri)
+    succeeded = False
+    try:
+        tracking.log_params(uri, run_id, flatten(config))
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(key, value, now, 0)
+                                          for key, value in metrics.items()])
+        log_artifacts(client, run_id, artifacts)
+        succeeded = True
+    finally:
+        tracking.end_run(uri, run_id, succeeded)
+    return run_id
 
 
 def metrics_table(metrics: dict[str, float]) -> str:

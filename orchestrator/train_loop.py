@@ -18,6 +18,7 @@ import ray
 import ray.train
 import torch.distributed as dist
 from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 from ray.train.lightning import (
@@ -84,7 +85,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # fit + test wall time: what a sweep's per-trial overhead is measured against
     final["time_fit_test_s"] = time.perf_counter() - started
     if trainer.global_rank == 0:
-        log_artifacts(logger, getattr(module, "artifacts", {}))
+        log_artifacts(logger.experiment, logger.run_id, getattr(module, "artifacts", {}))
         # example outputs of the tested weights, made here where the model already is
         samples = task.samples(module, config)
         logger.experiment.log_text(logger.run_id, SAMPLES_SEPARATOR.join(samples), SAMPLES_FILE)
@@ -170,13 +171,14 @@ def _make_trainer(
     )
 
 
-def log_artifacts(logger: MLFlowLogger, artifacts: dict[str, Figure | str]) -> None:
+def log_artifacts(client: MlflowClient, run_id: str,
+                  artifacts: dict[str, Figure | str]) -> None:
     """What the module made on test (confusion matrix, attention maps, sample pages)."""
     for name, artifact in artifacts.items():
         if isinstance(artifact, Figure):
-            logger.experiment.log_figure(logger.run_id, artifact, name)
+            client.log_figure(run_id, artifact, name)
         else:
-            logger.experiment.log_text(logger.run_id, artifact, name)
+            client.log_text(run_id, artifact, name)
 
 
 def _tag_worker_nodes(logger: MLFlowLogger) -> None:

@@ -164,7 +164,9 @@ def test_translation_launch_logs_bleu_per_beam_and_attention_maps(translated):
 
 def test_eval_rescores_the_checkpoint_at_new_beam_sizes_into_a_new_run(translated, capsys):
     capsys.readouterr()
+    uri_before = os.environ.get("MLFLOW_TRACKING_URI")
     assert main(["eval", translated.checkpoint, "eval.beam_sizes=[1,3,5]", "--log"]) == 0
+    assert os.environ.get("MLFLOW_TRACKING_URI") == uri_before  # nothing leaks to later runs
     out = capsys.readouterr().out
     client = MlflowClient(translated.tracking_uri)
     logged = client.get_run(translated.run_id).data.metrics
