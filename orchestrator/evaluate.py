@@ -70,9 +70,10 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
     else:
         config = stored_config(checkpoint, overrides)
     ensure_dataset(config)
-    uri = tracking.resolve_tracking_uri(config.tracking)
-    if log:
-        tracking.check_reachable(uri)  # before the pass, not after it
+    uri = ""
+    if log:  # the tracking server is checked before the pass, not after it
+        uri = tracking.resolve_tracking_uri(config.tracking)
+        tracking.check_reachable(uri)
     spec = TASKS[config.task]
     datamodule = spec.build_datamodule(config)
     module = spec.module_class.load_from_checkpoint(checkpoint, map_location="cpu")
@@ -97,8 +98,6 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
 def _log_eval_run(uri: str, config: ExperimentConfig, checkpoint: Path,
                   metrics: dict[str, float], artifacts: dict[str, Any]) -> str:
     """A new FINISHED run: the config as params, the scores, the task's artifacts."""
-    from orchestrator.train_loop import log_artifacts
-
     run_id = tracking.start_run(
         uri, config.tracking.experiment, f"eval-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={"task": config.task, "orchestrator.evaluated_checkpoint": str(checkpoint.resolve())},
@@ -110,7 +109,7 @@ def _log_eval_run(uri: str, config: ExperimentConfig, checkpoint: Path,
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(key, value, now, 0)
                                           for key, value in metrics.items()])
-        log_artifacts(client, run_id, artifacts)
+        tracking.log_artifacts(client, run_id, artifacts)
         succeeded = True
     finally:
         tracking.end_run(uri, run_id, succeeded)

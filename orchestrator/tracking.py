@@ -106,6 +106,18 @@ def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=items[start : start + 100])
 
 
+def log_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, Any]) -> None:
+    """What a task module made on test (confusion matrix, attention maps, sample pages):
+    matplotlib figures as PNGs, strings as text files, under their names."""
+    from matplotlib.figure import Figure  # not needed by whoever logs no artifacts
+
+    for name, artifact in artifacts.items():
+        if isinstance(artifact, Figure):
+            client.log_figure(run_id, artifact, name)
+        else:
+            client.log_text(run_id, artifact, name)
+
+
 def end_run(uri: str, run_id: str, succeeded: bool) -> None:
     status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
     MlflowClient(tracking_uri=uri).set_terminated(run_id, RunStatus.to_string(status))

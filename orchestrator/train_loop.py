@@ -17,8 +17,6 @@ import pytorch_lightning as pl
 import ray
 import ray.train
 import torch.distributed as dist
-from matplotlib.figure import Figure
-from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 from ray.train.lightning import (
@@ -28,6 +26,7 @@ from ray.train.lightning import (
     prepare_trainer,
 )
 
+from orchestrator import tracking
 from orchestrator.config import ExperimentConfig
 from orchestrator.evaluate import ConfigInCheckpoint
 from orchestrator.launch import SAMPLES_FILE, SAMPLES_SEPARATOR
@@ -85,7 +84,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # fit + test wall time: what a sweep's per-trial overhead is measured against
     final["time_fit_test_s"] = time.perf_counter() - started
     if trainer.global_rank == 0:
-        log_artifacts(logger.experiment, logger.run_id, getattr(module, "artifacts", {}))
+        tracking.log_artifacts(logger.experiment, logger.run_id,
+                               getattr(module, "artifacts", {}))
         # example outputs of the tested weights, made here where the model already is
         samples = task.samples(module, config)
         logger.experiment.log_text(logger.run_id, SAMPLES_SEPARATOR.join(samples), SAMPLES_FILE)
@@ -169,16 +169,6 @@ def _make_trainer(
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # the readers split shards themselves
     )
-
-
-def log_artifacts(client: MlflowClient, run_id: str,
-                  artifacts: dict[str, Figure | str]) -> None:
-    """What the module made on test (confusion matrix, attention maps, sample pages)."""
-    for name, artifact in artifacts.items():
-        if isinstance(artifact, Figure):
-            client.log_figure(run_id, artifact, name)
-        else:
-            client.log_text(run_id, artifact, name)
 
 
 def _tag_worker_nodes(logger: MLFlowLogger) -> None:
