@@ -48,7 +48,8 @@ class EvalResult:
 
 def stored_config(checkpoint: Path, overrides: list[str]) -> ExperimentConfig:
     """The config the checkpoint was trained with, overrides applied."""
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # mmap: the weights stay on disk here; the module is loaded from the file afterwards
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
     if CONFIG_KEY not in stored:
         raise OrchestratorError(
             f"checkpoint {checkpoint} carries no experiment config (written before "

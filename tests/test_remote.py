@@ -89,6 +89,15 @@ def launch_cli(address: str, auth: dict[str, str], overrides: list[str]):
     )
 
 
+def assert_one_finished_run(tmp_path: Path, name: str) -> None:
+    """The store in tmp_path holds one run, named `name`, FINISHED with test metrics."""
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("rnn-orchestrator")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith(name)
+    assert "test_perplexity" in run.data.metrics
+
+
 def test_job_runs_to_completion_and_logs_its_mlflow_run(ray_head, markov_dataset, tmp_path):
     address, auth, _ = ray_head
     overrides = small_overrides(markov_dataset, tmp_path, "train.max_epochs=1",
@@ -96,11 +105,7 @@ def test_job_runs_to_completion_and_logs_its_mlflow_run(ray_head, markov_dataset
     out = launch_cli(address, auth, overrides)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "submitted job" in out.stdout and "MLflow run:" in out.stdout  # driver, streamed
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("rnn-orchestrator")
-    [run] = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED" and run.info.run_name.startswith("remote-ok")
-    assert "test_perplexity" in run.data.metrics
+    assert_one_finished_run(tmp_path, "remote-ok")
 
 
 def test_failing_job_returns_non_zero_with_its_error(ray_head, tmp_path):
@@ -118,10 +123,7 @@ def test_ray_client_drives_the_run_from_here(ray_head, markov_dataset, tmp_path)
     out = launch_cli(client_address, auth, overrides)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "MLflow run:" in out.stdout and "submitted job" not in out.stdout
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    [run] = client.search_runs([client.get_experiment_by_name("rnn-orchestrator").experiment_id])
-    assert run.info.status == "FINISHED" and run.info.run_name.startswith("client-ok")
-    assert "test_perplexity" in run.data.metrics
+    assert_one_finished_run(tmp_path, "client-ok")
 
 
 def test_unreachable_jobs_api_is_a_clear_error(tmp_path, markov_dataset):

@@ -173,7 +173,7 @@ def _learning_rates(results: SweepResults) -> Figure:
     for trial in results.trials["trial"]:
         rates = results.learning_rates.get(trial)
         if rates is not None and not rates.empty:
-            panel.step(rates["step"], rates.iloc[:, 1], where="post", marker="o", label=trial)
+            panel.step(rates["step"], rates["lr"], where="post", marker="o", label=trial)
     panel.set_yscale("log")
     panel.set_xlabel("step")
     panel.set_ylabel("learning rate")

@@ -113,18 +113,16 @@ def _from_child_runs(
     norms, rates, starts = {}, {}, []
     for run in sweep_runs.children(client, plan.parent_run_id):
         trial = run.data.tags.get(sweep_runs.TRIAL_TAG)
-        norms[trial] = _history(client, run.info.run_id, "grad_norm")
+        norms[trial] = _history(client, run.info.run_id, "grad_norm", "grad_norm")
         lr_keys = [key for key in run.data.metrics if key.startswith("lr-")]
-        if lr_keys:
-            rates[trial] = _history(client, run.info.run_id, lr_keys[0])
-        history = run.data.tags.get(sweep_runs.HISTORY_TAG, "")
-        for number, entry in enumerate(history.splitlines(), start=1):
-            source, _, values = entry.partition(": ")
+        if lr_keys:  # LearningRateMonitor names it after the optimiser: lr-Adam, lr-SGD
+            rates[trial] = _history(client, run.info.run_id, lr_keys[0], "lr")
+        for number, (source, values) in enumerate(sweep_runs.pbt_starts(run), start=1):
             starts.append({"trial": trial, "start": number, "from checkpoint": source,
                            "values": values})
     return norms, rates, pd.DataFrame(starts)
 
 
-def _history(client: MlflowClient, run_id: str, key: str) -> pd.DataFrame:
+def _history(client: MlflowClient, run_id: str, key: str, column: str) -> pd.DataFrame:
     history = client.get_metric_history(run_id, key)
-    return pd.DataFrame({"step": [m.step for m in history], key: [m.value for m in history]})
+    return pd.DataFrame({"step": [m.step for m in history], column: [m.value for m in history]})

@@ -19,6 +19,7 @@ ATTEMPTS_TAG = "sweep.trial_attempts"  # how often the trial's function started
 STOPPED_EARLY_TAG = "sweep.stopped_early"
 CLONED_FROM_TAG = "sweep.cloned_from"  # PBT: the trial whose checkpoint it last continued
 HISTORY_TAG = "sweep.pbt_history"  # PBT: every start from a checkpoint, with its values
+_HISTORY_SEPARATOR = ": "  # a history line: donor/checkpoint_N: key=value, ...
 
 
 def reopen(uri: str, run_id: str) -> None:
@@ -55,13 +56,19 @@ def record_start(uri: str, trial_id: str, run_id: str, checkpoint: Any,
     values = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                        for key, value in sorted(params.items()))
     checkpoint_name = PurePosixPath(checkpoint.path).name
-    entry = f"{donor}/{checkpoint_name}: {values}"
+    entry = f"{donor}/{checkpoint_name}{_HISTORY_SEPARATOR}{values}"
     tags = {HISTORY_TAG: f"{history}\n{entry}" if history else entry,
             **{f"pbt.{key}": str(value) for key, value in params.items()}}
     if donor != trial_id:
         tags[CLONED_FROM_TAG] = donor
     client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
     return f"{donor}-{checkpoint_name}"
+
+
+def pbt_starts(run: Any) -> list[tuple[str, str]]:
+    """A child run's starts from a checkpoint, oldest first: (donor/checkpoint, values)."""
+    history = run.data.tags.get(HISTORY_TAG, "")
+    return [tuple(entry.split(_HISTORY_SEPARATOR, 1)) for entry in history.splitlines()]
 
 
 def find_child(client: MlflowClient, parent_run_id: str, trial_id: str) -> Any | None:
