@@ -28,7 +28,8 @@ class _Beam:
 
 
 def reference_beam_search(
-    decoder: StepDecoder, state: Any, config: DecodingConfig, source_length: int | None = None
+    decoder: StepDecoder, state: Any, config: DecodingConfig, source_length: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[Hypothesis]:
     """The nbest hypotheses, best first, for the one sentence whose state has batch 1."""
     k, eos = config.beam_size, config.eos_id
@@ -38,7 +39,8 @@ def reference_beam_search(
         max_length = min(max_length, ratio_cap)
     beams, finished = [_Beam([], 0.0)], []
     for step in range(max_length + 1):
-        last = torch.tensor([beam.tokens[-1] if beam.tokens else config.bos_id for beam in beams])
+        last = torch.tensor([beam.tokens[-1] if beam.tokens else config.bos_id for beam in beams],
+                            device=device)
         log_probs, state, attention = decoder.step(last, state)
         candidates = []  # (score, beam, token)
         for i, beam in enumerate(beams):
@@ -64,19 +66,21 @@ def reference_beam_search(
         bound = max(beam.log_prob for beam in next_beams) / _penalty(max_length + 1, config)
         if len(finished) >= config.nbest and finished[-1].score >= bound:
             break
-        beams, state = next_beams, decoder.reorder_state(state, torch.tensor(parents))
+        parents_index = torch.tensor(parents, device=device)
+        beams, state = next_beams, decoder.reorder_state(state, parents_index)
     return finished
 
 
 def reference_batch(
     decoder: StepDecoder, state: Any, config: DecodingConfig, batch_size: int,
-    source_lengths: torch.Tensor | None = None,
+    source_lengths: torch.Tensor | None = None, device: torch.device | str = "cpu",
 ) -> list[list[Hypothesis]]:
     """`reference_beam_search` on each sentence of a batch state, one after another."""
     lengths = [None] * batch_size if source_lengths is None else source_lengths.tolist()
     return [
-        reference_beam_search(decoder, decoder.reorder_state(state, torch.tensor([b])), config,
-                              lengths[b])
+        reference_beam_search(
+            decoder, decoder.reorder_state(state, torch.tensor([b], device=device)), config,
+            lengths[b], device)
         for b in range(batch_size)
     ]
 
