@@ -148,6 +148,7 @@ class CaptioningTask(TaskModule):
             pad_id=self.vocab.index[PAD], beam_size=beam_size,
             max_length=self.search["max_length"], length_penalty=self.search["length_penalty"],
             alpha=self.search["alpha"], no_repeat_ngram_size=self.search["no_repeat_ngram_size"],
+            banned_ids=(self.vocab.unk_id,) if self.search.get("ban_unk") else (),
         )
         strategy = decoding.Greedy(settings) if beam_size == 1 else decoding.BeamSearch(settings)
         found = strategy.search(self.model, state, pixels.size(0), device=pixels.device)

@@ -7,8 +7,8 @@ that survive a step and to drop finished sentences, so it never looks inside the
 
 One loop (`DecodeStrategy.search`) serves every strategy; a strategy only says which
 candidates a step proposes. Each step, for B' live sentences with k rows each:
-  1. the decoder scores the last tokens; bans are applied (pad, bos, EOS before
-     min_length, repeated n-grams) and EOS is forced once a row reaches its max length;
+  1. the decoder scores the last tokens; bans are applied (pad, bos, `banned_ids`, EOS
+     before min_length, repeated n-grams) and EOS is forced once a row reaches its max length;
   2. the strategy proposes C candidates per sentence (beam: the top 2k of k*V, so that
      hypotheses ending in EOS cannot starve the beam, as in fairseq);
   3. EOS candidates among the first k are finished, with score
@@ -79,6 +79,7 @@ class DecodingConfig:
     length_penalty: str = "none"  # a key of LENGTH_PENALTIES
     alpha: float = 0.6  # the gnmt exponent; 0 is no penalty
     no_repeat_ngram_size: int = 0  # n > 0 bans any token that would repeat an n-gram
+    banned_ids: tuple[int, ...] = ()  # never produced, like pad and bos (e.g. the unk token)
 
     def __post_init__(self) -> None:
         if self.length_penalty not in LENGTH_PENALTIES:
@@ -178,10 +179,12 @@ class DecodeStrategy:
     def _constrain(
         self, log_probs: torch.Tensor, tokens: torch.Tensor, max_lengths: torch.Tensor
     ) -> torch.Tensor:
-        """Ban pad, bos, early EOS and repeated n-grams; force EOS at max length. (N, V)"""
+        """Ban pad, bos, banned_ids, early EOS and repeated n-grams; force EOS at max length.
+        (N, V)"""
         config, step = self.config, tokens.size(1)
         eos_log_probs = log_probs[:, config.eos_id].clone()  # (N,)
-        banned = [i for i in (config.pad_id, config.bos_id) if i != config.eos_id]
+        banned = [i for i in (config.pad_id, config.bos_id, *config.banned_ids)
+                  if i != config.eos_id]
         log_probs[:, banned] = -math.inf
         if step < config.min_length:
             log_probs[:, config.eos_id] = -math.inf

@@ -129,6 +129,7 @@ class TranslationTask(TaskModule):
             max_length_ratio=self.search["max_length_ratio"],
             length_penalty=self.search["length_penalty"], alpha=self.search["alpha"],
             no_repeat_ngram_size=self.search["no_repeat_ngram_size"],
+            banned_ids=(self.target_vocab.unk_id,) if self.search.get("ban_unk") else (),
         )
         strategy = decoding.Greedy(settings) if beam_size == 1 else decoding.BeamSearch(settings)
         found = strategy.search(self.model, state, src.size(0), src_lengths, device=src.device)

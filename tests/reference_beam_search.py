@@ -89,7 +89,7 @@ def _constrain(
     row: torch.Tensor, tokens: list[int], step: int, max_length: int, config: DecodingConfig
 ) -> torch.Tensor:
     eos_log_prob = row[config.eos_id].item()
-    for banned in (config.pad_id, config.bos_id):
+    for banned in (config.pad_id, config.bos_id, *config.banned_ids):
         if banned != config.eos_id:
             row[banned] = -math.inf
     if step < config.min_length:
