@@ -124,6 +124,7 @@ SETTINGS = {
     "plain": {},
     "gnmt": {"length_penalty": "gnmt", "alpha": 1.0},
     "average_ngram": {"length_penalty": "average", "no_repeat_ngram_size": 2, "min_length": 2},
+    "banned": {"banned_ids": (A, 7)},
 }
 
 
@@ -185,6 +186,20 @@ def test_max_length_ratio_caps_each_sentence():
     caps = [min(6, math.ceil(0.5 * n) + 1) for n in lengths.tolist()]
     assert [len(h[0].tokens) for h in hyps] == caps
     assert len(set(caps)) > 1
+
+
+def test_banned_ids_never_appear_and_greedy_takes_the_next_best():
+    decoder, state = TableDecoder(GARDEN_PATH), torch.zeros(1)
+    config = replace(CONFIG, banned_ids=(A,))
+    [[greedy]] = Greedy(config).search(decoder, state, batch_size=1)
+    assert greedy.tokens == [B]  # "a" (0.6) banned: "b" (0.4), then EOS (0.9)
+    assert greedy.log_prob == pytest.approx(math.log(0.4 * 0.9))
+    decoder, state, lengths = random_batch(seed=8)
+    unbanned = BeamSearch(replace(CONFIG, beam_size=3, nbest=3)).search(decoder, state, 7, lengths)
+    assert any(7 in hyp.tokens for sentence in unbanned for hyp in sentence)  # guards the test
+    banned = BeamSearch(replace(CONFIG, beam_size=3, nbest=3, banned_ids=(7,))).search(
+        decoder, state, 7, lengths)
+    assert not any(7 in hyp.tokens for sentence in banned for hyp in sentence)
 
 
 def test_no_repeat_ngram_leaves_no_repeated_bigram():

@@ -3,6 +3,7 @@ date-rewriting task to BLEU >= 90, with BLEU equal to sacrebleu's on the same ou
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from orchestrator.lightning_modules.translation import TranslationTask
 OPTIM = {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "clip": 1.0,
          "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
 SEARCH = {"beam_sizes": [1, 3], "length_penalty": "gnmt", "alpha": 0.6, "max_length": 20,
-          "max_length_ratio": 3.0, "no_repeat_ngram_size": 0, "val_bleu_batches": 2}
+          "max_length_ratio": 3.0, "no_repeat_ngram_size": 0, "ban_unk": False,
+          "val_bleu_batches": 2}
 
 
 def write_parallel(folder: Path, prefix: str, pairs: list[tuple[str, str]]) -> None:
@@ -123,6 +125,18 @@ def test_attention_heatmaps_and_translations_page_are_made(trained):
     assert {"translations.md", "bleu_signature.txt"} <= names
     assert any(name.startswith("attention/") and name.endswith(".png") for name in names)
     assert "tok:13a" in task.artifacts["bleu_signature.txt"]
+
+
+def test_ban_unk_keeps_an_unk_loving_model_from_writing_it(trained, dates):
+    task = copy.deepcopy(trained[0])
+    with torch.no_grad():
+        task.model.output.bias[task.target_vocab.unk_id] += 50.0  # <unk> now wins every step
+    sources = (dates / "test.src").read_text().splitlines()[:8]
+    for beam_size in (1, 3):
+        assert all("<unk>" in line for line in task.translate(sources, beam_size))
+        task.search = {**task.search, "ban_unk": True}
+        assert not any("<unk>" in line for line in task.translate(sources, beam_size))
+        task.search = {**task.search, "ban_unk": False}
 
 
 @pytest.mark.parametrize("subword", ["bpe", "unigram"])
