@@ -175,8 +175,8 @@ class EvalConfig(_Section):
     # Stop a hypothesis at ratio * source length (+ 5) tokens; null: only max_length.
     max_length_ratio: float | None = Field(1.5, gt=0.0)
     no_repeat_ngram_size: int = Field(0, ge=0)
-    # Never output the unknown-word token (OpenNMT's ban_unk_token): an <unk> can match no
-    # reference word, so the next-best real word can only gain BLEU.
+    # Never output the unknown-word token (OpenNMT's ban_unk_token): an <unk> matches no
+    # reference word, the next-best real word may. (Checkpoints from before it: off.)
     ban_unk: bool = False
     # Validation BLEU (captioning: every caption score) is computed on this many batches
     # each epoch (greedy decoding).
