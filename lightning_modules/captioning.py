@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from orchestrator.datasets.batches import IGNORE_INDEX
-from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
+from orchestrator.datasets.tokenizer import EOS, Tokenizer
 from orchestrator.lightning_modules import decoding
 from orchestrator.lightning_modules.caption_artifacts import (
     attention_overlay,
@@ -143,16 +143,8 @@ class CaptioningTask(TaskModule):
     @torch.no_grad()
     def search_captions(self, pixels: torch.Tensor, beam_size: int) -> list[decoding.Hypothesis]:
         state = self.model.encode(pixels)
-        settings = decoding.DecodingConfig(
-            bos_id=self.vocab.index[BOS], eos_id=self.vocab.index[EOS],
-            pad_id=self.vocab.index[PAD], beam_size=beam_size,
-            max_length=self.search["max_length"], length_penalty=self.search["length_penalty"],
-            alpha=self.search["alpha"], no_repeat_ngram_size=self.search["no_repeat_ngram_size"],
-            banned_ids=(self.vocab.unk_id,) if self.search.get("ban_unk") else (),
-        )
-        strategy = decoding.Greedy(settings) if beam_size == 1 else decoding.BeamSearch(settings)
-        found = strategy.search(self.model, state, pixels.size(0), device=pixels.device)
-        return [nbest[0] for nbest in found]
+        return decoding.best_hypotheses(self.model, state, pixels.size(0), self.search,
+                                        self.vocab, beam_size, device=pixels.device)
 
     def _words(self, ids: list[int]) -> str:
         return " ".join(self.vocab.tokens[i] for i in ids)

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import torch
 
+from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
+
 
 class StepDecoder(Protocol):
     def step(
@@ -318,3 +320,30 @@ class Greedy(Sample):
 
     def __init__(self, config: DecodingConfig):
         super().__init__(config, temperature=0.0, num_samples=1)
+
+
+def best_hypotheses(
+    decoder: StepDecoder,
+    state: Any,
+    batch_size: int,
+    search: dict[str, Any],
+    vocab: Tokenizer,
+    beam_size: int,
+    source_lengths: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Hypothesis]:
+    """Each sentence's best hypothesis under a generating task's `search` settings (the
+    `eval` config section): greedy for beam size 1, beam search otherwise; the max length
+    ratio applies where there are source lengths to take it of."""
+    settings = DecodingConfig(
+        bos_id=vocab.index[BOS], eos_id=vocab.index[EOS], pad_id=vocab.index[PAD],
+        beam_size=beam_size, max_length=search["max_length"],
+        max_length_ratio=None if source_lengths is None else search["max_length_ratio"],
+        length_penalty=search["length_penalty"], alpha=search["alpha"],
+        no_repeat_ngram_size=search["no_repeat_ngram_size"],
+        # .get: checkpoints from before the option carry settings without it
+        banned_ids=(vocab.unk_id,) if search.get("ban_unk") else (),
+    )
+    strategy = Greedy(settings) if beam_size == 1 else BeamSearch(settings)
+    found = strategy.search(decoder, state, batch_size, source_lengths, device)
+    return [nbest[0] for nbest in found]

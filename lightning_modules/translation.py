@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.text_processing import text_processors
-from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
+from orchestrator.datasets.tokenizer import EOS, PAD, Tokenizer
 from orchestrator.lightning_modules import decoding
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -122,18 +122,8 @@ class TranslationTask(TaskModule):
 
     def _search(self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int) -> list[Any]:
         state = self.model.encode(src, src_lengths)
-        settings = decoding.DecodingConfig(
-            bos_id=self.target_vocab.index[BOS], eos_id=self.target_vocab.index[EOS],
-            pad_id=self.target_vocab.index[PAD], beam_size=beam_size,
-            max_length=self.search["max_length"],
-            max_length_ratio=self.search["max_length_ratio"],
-            length_penalty=self.search["length_penalty"], alpha=self.search["alpha"],
-            no_repeat_ngram_size=self.search["no_repeat_ngram_size"],
-            banned_ids=(self.target_vocab.unk_id,) if self.search.get("ban_unk") else (),
-        )
-        strategy = decoding.Greedy(settings) if beam_size == 1 else decoding.BeamSearch(settings)
-        found = strategy.search(self.model, state, src.size(0), src_lengths, device=src.device)
-        return [nbest[0] for nbest in found]
+        return decoding.best_hypotheses(self.model, state, src.size(0), self.search,
+                                        self.target_vocab, beam_size, src_lengths, src.device)
 
     def _detokenize(self, ids: list[int]) -> str:
         return self.target_text.detokenize([self.target_vocab.tokens[i] for i in ids])

@@ -174,12 +174,7 @@ def _learning_rates(results: SweepResults) -> Figure:
         rates = results.learning_rates.get(trial)
         if rates is not None and not rates.empty:
             panel.step(rates["step"], rates["lr"], where="post", marker="o", label=trial)
-    panel.set_yscale("log")
-    panel.set_xlabel("step")
-    panel.set_ylabel("learning rate")
-    panel.legend(fontsize="small")
-    figure.tight_layout()
-    return figure
+    return _per_step_log_figure(figure, panel, "learning rate")
 
 
 def _clip_of(results: SweepResults, trial: str) -> float | None:
@@ -199,9 +194,14 @@ def _grad_norm_figure(results: SweepResults) -> Figure:
         clip = _clip_of(results, trial)
         if clip:
             panel.axhline(clip, color=line.get_color(), linestyle="--", linewidth=0.8)
+    return _per_step_log_figure(figure, panel, "gradient norm (dashed: clip)")
+
+
+def _per_step_log_figure(figure: Figure, panel: Any, ylabel: str) -> Figure:
+    """Finish a plot of one line per trial over training steps, on a log scale."""
     panel.set_yscale("log")
     panel.set_xlabel("step")
-    panel.set_ylabel("gradient norm (dashed: clip)")
+    panel.set_ylabel(ylabel)
     panel.legend(fontsize="small")
     figure.tight_layout()
     return figure
