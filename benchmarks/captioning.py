@@ -23,7 +23,7 @@ from benchmarks.launching import ROOT, TRACKING_URI, WORK, launch, prepare_once
 from benchmarks.results import append_section
 from orchestrator.config import load_config
 from orchestrator.datasets.batches import IGNORE_INDEX
-from orchestrator.tasks import TASKS
+from orchestrator.worker.tasks import TASKS
 
 CONFIGS = {"flickr8k": "configs/flickr8k_attention_cpu.yaml",
            "msrvtt": "configs/msrvtt_s2vt_cpu.yaml"}

@@ -21,13 +21,14 @@ from benchmarks.results import append_section
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.datasets.batches import IGNORE_INDEX
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
-from orchestrator.launch import ensure_dataset, launch, resolve_paths
+from orchestrator.inputs import ensure_dataset, resolve_paths
+from orchestrator.launch import launch
 from orchestrator.lightning_modules.cells import detach_hidden, reset_rows
 from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
 )
-from orchestrator.tasks import model_settings, stream_settings
+from orchestrator.worker.tasks import model_settings, stream_settings
 
 WORK = Path(__file__).with_name("work")
 

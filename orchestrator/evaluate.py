@@ -2,7 +2,7 @@
 
 For what a finished run did not measure: more beam sizes, another length penalty, the
 validation split, or another prepared dataset of the same task. The run's experiment
-config travels inside every checkpoint a Train run writes (`ConfigInCheckpoint`), so the
+config travels inside every checkpoint a Train run writes (`worker.callbacks`), so the
 checkpoint alone is enough (a config file given replaces it, for older checkpoints);
 `key=value` overrides change it (`eval.beam_sizes=[1,5,10]`, `data.path=...`). One
 process, no Ray: a test pass needs no cluster.
@@ -16,28 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-import torch
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, flatten, load_config, with_overrides
-from orchestrator.errors import OrchestratorError
-from orchestrator.launch import checkpoint_file, ensure_dataset, resolve_paths
+from orchestrator.inputs import ensure_dataset, resolve_paths
+from orchestrator.run_files import checkpoint_file, config_in_checkpoint
 
-CONFIG_KEY = "orchestrator_config"  # the experiment config, in a checkpoint's dict
 Split = Literal["val", "test"]
-
-
-class ConfigInCheckpoint(pl.Callback):
-    """Stores the experiment config in every checkpoint, for `orchestrator eval`."""
-
-    def __init__(self, config: ExperimentConfig):
-        self.config = config.model_dump()
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = self.config
 
 
 @dataclass
@@ -48,22 +35,15 @@ class EvalResult:
 
 def stored_config(checkpoint: Path, overrides: list[str]) -> ExperimentConfig:
     """The config the checkpoint was trained with, overrides applied."""
-    # mmap: the weights stay on disk here; the module is loaded from the file afterwards
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    if CONFIG_KEY not in stored:
-        raise OrchestratorError(
-            f"checkpoint {checkpoint} carries no experiment config (written before "
-            "`orchestrator eval` existed); give the run's config file after the checkpoint "
-            "(MLflow keeps it as the run's config.yaml artifact)"
-        )
-    return with_overrides(ExperimentConfig.model_validate(stored[CONFIG_KEY]), overrides)
+    stored = ExperimentConfig.model_validate(config_in_checkpoint(checkpoint))
+    return with_overrides(stored, overrides)
 
 
 def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
              log: bool = False, config_file: str | None = None) -> EvalResult:
     """One pass over `split` with the checkpoint's weights; with `log`, into a new
     MLflow run of the config's experiment (params, metrics and the task's artifacts)."""
-    from orchestrator.tasks import TASKS
+    from orchestrator.worker.tasks import TASKS
 
     checkpoint = checkpoint_file(path)
     if config_file is not None:

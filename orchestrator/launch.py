@@ -7,7 +7,6 @@ here, before Ray starts. The run ends FINISHED or FAILED in MLflow, never RUNNIN
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -19,23 +18,15 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig, flatten
-from orchestrator.datasets.manifest import (
-    MANIFEST_NAME,
-    DatasetError,
-    DatasetManifest,
-    check_local_shards,
-    load_manifest,
-)
+from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import OrchestratorError
-from orchestrator.k8s_render import RUN_NAME_ENV
+from orchestrator.inputs import connect_ray, ensure_dataset, resolve_paths
+from orchestrator.run_files import CHECKPOINT_FILE, RUN_NAME_ENV, SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
-from orchestrator.train_worker import train_worker
+from orchestrator.worker.entry import train_worker
 
 # This module stays free of torch and Lightning: a sweep runs it in every trial actor.
-CHECKPOINT_FILE = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
-SAMPLES_FILE = "samples.txt"  # written by rank 0 of the Train run
-SAMPLES_SEPARATOR = "\n\n---\n\n"
 
 
 @dataclass
@@ -54,7 +45,6 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
     manifest = ensure_dataset(config)
-    # A Kubernetes RayJob pins the name, so a retried job finds its checkpoints again.
     run_name = os.environ.get(RUN_NAME_ENV) or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.start_run(
         uri, config.tracking.experiment, run_name,
@@ -91,84 +81,6 @@ def train_in_run(
                         TASK_METRICS[config.task].summary)
 
 
-def checkpoint_file(path: str | Path) -> Path:
-    """A .ckpt file, or the Ray checkpoint folder holding one."""
-    checkpoint = Path(path)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / CHECKPOINT_FILE
-    if not checkpoint.is_file():
-        raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
-    return checkpoint
-
-
-def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
-    """Local paths made absolute (Ray workers run in another working directory), and
-    the task's built-in sample dataset when no data.path is given."""
-    config = config.model_copy(deep=True)
-    if config.data.path is None:
-        config.data.sample = config.data.sample or DEFAULT_SAMPLES[config.task]
-        config.data.path = f"data/sample-{config.data.sample}"
-    if "://" not in config.data.path and not config.data.path.startswith("pipe:"):
-        config.data.path = str(Path(config.data.path).resolve())
-    if "://" not in config.ray.storage_path:
-        config.ray.storage_path = str(Path(config.ray.storage_path).resolve())
-    return config
-
-
-def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
-    """Generate the built-in sample corpus if asked, then check the dataset is whole."""
-    path = config.data.path
-    is_local = "://" not in path and not path.startswith("pipe:")
-    if is_local and not (Path(path) / MANIFEST_NAME).is_file():
-        if config.data.sample is None:
-            raise OrchestratorError(
-                f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
-                f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
-            )
-        from orchestrator.tasks import SAMPLE_DATASETS  # the generators need torch
-
-        print(f"generating the {config.data.sample!r} sample dataset in {path}")
-        SAMPLE_DATASETS[config.data.sample](Path(path), config.seed)
-    try:
-        manifest = load_manifest(path)
-        check_local_shards(manifest)
-    except DatasetError as exc:
-        raise OrchestratorError(str(exc)) from None
-    if manifest.task != config.task:
-        raise OrchestratorError(
-            f"data.path {path} holds a {manifest.task!r} dataset but task is {config.task!r}"
-        )
-    for split in ("train", "val", "test"):
-        if split not in manifest.splits:
-            raise OrchestratorError(f"data.path {path} has no {split!r} split")
-    return manifest
-
-
-def connect_ray(address: str | None, resources: dict[str, float] | None = None) -> str:
-    """Join the cluster at `address`, or start a local instance (with `resources`)."""
-    import ray
-
-    if ray.is_initialized():
-        return ray.get_runtime_context().gcs_address
-    if address:
-        ray.init(address=address)
-        return ray.get_runtime_context().gcs_address
-    # "local" never attaches to another cluster on the machine by accident. Ray Train's
-    # placement-group cleaner finds the cluster by auto-detection, which fails when the
-    # machine runs several Ray instances; naming our dashboard lets it find ours.
-    port = free_port()
-    ray.init(address="local", resources=resources, dashboard_port=port, runtime_env={
-        "env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}})
-    return ray.get_runtime_context().gcs_address
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _fit(
     config: ExperimentConfig, uri: str, run_id: str, run_name: str, callbacks: list[Any],
     eval_variants: list[dict[str, Any]] | None, start_from: Any | None = None,
@@ -192,7 +104,7 @@ def _fit(
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
-            "config": config.model_dump(), "tracking_uri": uri, "run_id": run_id,
+            "config": config, "tracking_uri": uri, "run_id": run_id,
             "tracking_credentials": tracking.credentials(), "eval_variants": eval_variants,
             "start_from": start_from,
         },

@@ -105,7 +105,7 @@ def launch_with_client(config: ExperimentConfig, address: str) -> int:
 def _config_for_job(config: ExperimentConfig) -> ExperimentConfig:
     """Check the tracking server from here, before anything is submitted, and make paths
     absolute (they must name storage the cluster sees)."""
-    from orchestrator.launch import resolve_paths
+    from orchestrator.inputs import resolve_paths
 
     config = resolve_paths(config)
     config.tracking.uri = tracking.resolve_tracking_uri(config.tracking)

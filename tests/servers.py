@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from orchestrator.launch import free_port
+from orchestrator.inputs import free_port
 
 __all__ = ["free_port", "stop_process_group", "wait_for_http"]
 

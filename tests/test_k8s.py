@@ -18,11 +18,11 @@ import pytest
 import ray
 import yaml
 
+from orchestrator.cli import k8s as k8s_door
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.errors import OrchestratorError
-from orchestrator.k8s import register_k8s_commands
-from orchestrator.k8s_render import PROFILES, RenderOptions, config_for_cluster, render
-from orchestrator.k8s_validate import load_documents, problems
+from orchestrator.k8s.render import PROFILES, RenderOptions, config_for_cluster, render
+from orchestrator.k8s.validate import load_documents, problems
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
@@ -72,7 +72,7 @@ def k8s_cli(*argv: str) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true")
     parser = argparse.ArgumentParser(parents=[common])
-    register_k8s_commands(parser.add_subparsers(), common)
+    k8s_door.register(parser.add_subparsers(), common)
     args = parser.parse_args(["k8s", *argv])
     return args.handler(args)
 

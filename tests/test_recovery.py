@@ -13,8 +13,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from ray.util.state import list_actors
 
-from orchestrator.k8s_render import RUN_NAME_ENV
 from orchestrator.launch import launch
+from orchestrator.run_files import RUN_NAME_ENV
 from tests.test_launch import small_config
 
 EPOCHS, STEPS = 4, 40

@@ -20,17 +20,13 @@ from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from orchestrator.cli import main
-from orchestrator.sweep import check_sweep
-from orchestrator.tuning import sweep_runs
-from orchestrator.tuning.search_space import (
-    beam_sizes,
-    evaluation_variants,
-    expected_models,
-    variant_prefix,
-)
+from orchestrator.sweep.driver import check_sweep
+from orchestrator.tuning import mlflow_runs
+from orchestrator.tuning.evaluation_axes import beam_sizes, evaluation_variants, variant_prefix
+from orchestrator.tuning.search_space import expected_models
 from orchestrator.tuning.sweep_config import SweepConfig, load_sweep
 from orchestrator.tuning.sweep_results import read_results
-from orchestrator.tuning.sweep_runner import load_plan
+from orchestrator.tuning.tune_runner import load_plan
 
 CELLS, CLIPS, BEAMS = ["rnn", "gru", "lstm"], [0.5, 5.0], [1, 3, 5, 10]
 
@@ -91,14 +87,14 @@ def run_sweep_here(folder: Path, path: Path) -> None:
 def test_beam_is_an_evaluation_axis_six_models_trained_not_24(beam_sweep):
     plan = load_plan(beam_sweep)
     client = MlflowClient(plan.tracking_uri)
-    children = sweep_runs.children(client, plan.parent_run_id)
+    children = mlflow_runs.children(client, plan.parent_run_id)
     assert len(children) == 6
     assert sorted(p.name for p in (beam_sweep / "train").iterdir()) == sorted(
-        f"trial-{run.data.tags[sweep_runs.TRIAL_TAG]}" for run in children
+        f"trial-{run.data.tags[mlflow_runs.TRIAL_TAG]}" for run in children
     )  # one Ray Train run per model
     for run in children:
         assert run.info.status == "FINISHED"
-        assert run.data.tags[sweep_runs.ATTEMPTS_TAG] == "1"
+        assert run.data.tags[mlflow_runs.ATTEMPTS_TAG] == "1"
         assert {f"test_bleu_beam{k}" for k in BEAMS} <= set(run.data.metrics)
         # each model trained 2 epochs once: one validation per epoch
         assert len(client.get_metric_history(run.info.run_id, "val_bleu")) == 2
@@ -112,7 +108,7 @@ def test_report_tables_hold_every_combination_and_the_best(beam_sweep):
     plan = load_plan(beam_sweep)
     client = MlflowClient(plan.tracking_uri)
     expected = {}
-    for run in sweep_runs.children(client, plan.parent_run_id):
+    for run in mlflow_runs.children(client, plan.parent_run_id):
         for k in BEAMS:
             params = run.data.params
             key = (params["model.cell"], float(params["optim.clip"]), k)
@@ -172,17 +168,17 @@ def test_asha_stops_weak_trials_and_ends_their_runs(tmp_path, markov_dataset):
     folder = tmp_path / "sweeps" / "markov-asha"
     plan = load_plan(folder)
     client = MlflowClient(plan.tracking_uri)
-    children = sweep_runs.children(client, plan.parent_run_id)
+    children = mlflow_runs.children(client, plan.parent_run_id)
     assert len(children) == 4
-    stopped = {run.data.tags[sweep_runs.TRIAL_TAG] for run in children
-               if run.data.tags[sweep_runs.STOPPED_EARLY_TAG] == "true"}
+    stopped = {run.data.tags[mlflow_runs.TRIAL_TAG] for run in children
+               if run.data.tags[mlflow_runs.STOPPED_EARLY_TAG] == "true"}
     assert stopped, "ASHA stopped no trial"  # the tiny learning rates come last and lag
     # Tune's record says where the scheduler stopped a trial; MLflow may hold an epoch more,
     # logged by the Train worker while the stop reached it (epochs here take ~0.4 s)
     tune_epochs = {trial.trial_id: int(trial.last_result["epoch"]) + 1
                    for trial in ExperimentAnalysis(str(folder)).trials}
     for run in children:
-        trial = run.data.tags[sweep_runs.TRIAL_TAG]
+        trial = run.data.tags[mlflow_runs.TRIAL_TAG]
         assert run.info.status == ("KILLED" if trial in stopped else "FINISHED")
         assert (tune_epochs[trial] < 3) if trial in stopped else (tune_epochs[trial] == 3)
         if trial not in stopped:
@@ -207,15 +203,15 @@ def test_pbt_clones_the_strong_trial_into_the_weak_one(tmp_path, markov_dataset)
     plan = load_plan(tmp_path / "sweeps" / "markov-pbt")
     client = MlflowClient(plan.tracking_uri)
     runs = {run.data.params["optim.lr"]: run
-            for run in sweep_runs.children(client, plan.parent_run_id)}
+            for run in mlflow_runs.children(client, plan.parent_run_id)}
     strong, weak = runs["0.03"], runs["0.0001"]
     assert strong.info.status == weak.info.status == "FINISHED"
     # the weak trial continued from the strong trial's checkpoint...
-    assert weak.data.tags[sweep_runs.CLONED_FROM_TAG] == strong.data.tags[sweep_runs.TRIAL_TAG]
-    assert weak.data.tags[sweep_runs.HISTORY_TAG]
+    assert weak.data.tags[mlflow_runs.CLONED_FROM_TAG] == strong.data.tags[mlflow_runs.TRIAL_TAG]
+    assert weak.data.tags[mlflow_runs.HISTORY_TAG]
     # a trial PBT paused resumes from its own checkpoint: not a clone
-    assert strong.data.tags.get(sweep_runs.CLONED_FROM_TAG) != strong.data.tags[
-        sweep_runs.TRIAL_TAG]
+    assert strong.data.tags.get(mlflow_runs.CLONED_FROM_TAG) != strong.data.tags[
+        mlflow_runs.TRIAL_TAG]
     perplexity = [m.value for m in client.get_metric_history(weak.info.run_id, "val_perplexity")]
     assert perplexity[-1] < 0.6 * perplexity[0]  # ...so it learned what it could not alone
     assert perplexity[-1] < 1.5 * strong.data.metrics["val_perplexity"]
@@ -225,7 +221,7 @@ def test_pbt_clones_the_strong_trial_into_the_weak_one(tmp_path, markov_dataset)
     assert "test_perplexity" in weak.data.metrics
     # the report lists each start from a checkpoint and draws the learning rates
     starts = read_results(tmp_path / "sweeps" / "markov-pbt").pbt_starts
-    weak_id, strong_id = (run.data.tags[sweep_runs.TRIAL_TAG] for run in (weak, strong))
+    weak_id, strong_id = (run.data.tags[mlflow_runs.TRIAL_TAG] for run in (weak, strong))
     clones = starts[starts["trial"] == weak_id]
     assert clones["from checkpoint"].str.startswith(f"{strong_id}/checkpoint_").any()
     report = (tmp_path / "sweeps" / "markov-pbt" / "report.md").read_text()
@@ -242,7 +238,7 @@ def test_pbt_refuses_axes_a_training_model_cannot_change(tmp_path, capsys):
 
 def _finished_children(tracking_db: Path, parent_run_id: str) -> int:
     client = MlflowClient(f"sqlite:///{tracking_db}")
-    return len(sweep_runs.children(client, parent_run_id, "attributes.status = 'FINISHED'"))
+    return len(mlflow_runs.children(client, parent_run_id, "attributes.status = 'FINISHED'"))
 
 
 @pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
@@ -269,8 +265,8 @@ def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_d
     driver.send_signal(interrupt)
     _, err = driver.communicate(timeout=120)
     client = MlflowClient(plan.tracking_uri)
-    before = {run.data.tags[sweep_runs.TRIAL_TAG]: run
-              for run in sweep_runs.children(client, plan.parent_run_id)}
+    before = {run.data.tags[mlflow_runs.TRIAL_TAG]: run
+              for run in mlflow_runs.children(client, plan.parent_run_id)}
     if interrupt == signal.SIGINT:  # Ctrl-C: the driver ends what it started, and says so
         assert driver.returncode == 130, err
         assert "orchestrator sweep --resume" in err
@@ -289,14 +285,14 @@ def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_d
                               str(folder)], cwd=tmp_path, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    after = sweep_runs.children(client, plan.parent_run_id)
-    trial_ids = [run.data.tags[sweep_runs.TRIAL_TAG] for run in after]
+    after = mlflow_runs.children(client, plan.parent_run_id)
+    trial_ids = [run.data.tags[mlflow_runs.TRIAL_TAG] for run in after]
     assert len(trial_ids) == len(set(trial_ids)) == 6  # no trial lost, none doubled
     for run in after:
-        trial = run.data.tags[sweep_runs.TRIAL_TAG]
+        trial = run.data.tags[mlflow_runs.TRIAL_TAG]
         assert run.info.status == "FINISHED"
         if trial in done_before:  # never rerun: started once, ended when it first did
-            assert run.data.tags[sweep_runs.ATTEMPTS_TAG] == "1"
+            assert run.data.tags[mlflow_runs.ATTEMPTS_TAG] == "1"
             assert run.info.end_time == before[trial].info.end_time
         # every model validated exactly once per epoch, over however many starts
         epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_perplexity")]

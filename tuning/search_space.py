@@ -1,19 +1,15 @@
-"""Sweep axes -> Ray Tune's search space, and the evaluation grid each trained model meets.
+"""Sweep training axes -> Ray Tune's search space: Tune samplers over dotted config keys.
 
-Training axes (`space`) become Tune samplers over dotted config keys. Evaluation axes
-(`evaluate`) never reach Tune: beam sizes are decoded in one test pass (`eval.beam_sizes`),
-and every combination of the other eval keys is one more test pass of the same weights.
+The evaluation axes, which never reach Tune, are in `evaluation_axes.py`.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from typing import Any
 
 from ray import tune
 
-from orchestrator.tuning.sweep_config import BEAM_AXIS, SweepConfig
+from orchestrator.tuning.sweep_config import SweepConfig
 
 _SAMPLERS = {
     "grid": tune.grid_search,
@@ -46,26 +42,3 @@ def expected_models(sweep: SweepConfig) -> int:
         if "grid" in spec:
             grid *= len(spec["grid"])
     return grid * sweep.num_samples
-
-
-def beam_sizes(sweep: SweepConfig) -> list[int] | None:
-    """The beam sizes every model is decoded with, or None when beam is not an axis."""
-    values = sweep.evaluate.get(BEAM_AXIS)
-    return [int(value) for value in values] if values is not None else None
-
-
-def evaluation_variants(sweep: SweepConfig) -> list[dict[str, Any]]:
-    """Every combination of the non-beam evaluation axes, as eval-section overrides
-    ({"alpha": 0.6}); [{}] when there are none, i.e. one test pass."""
-    axes = {key.removeprefix("eval."): values
-            for key, values in sweep.evaluate.items() if key != BEAM_AXIS}
-    names = list(axes)
-    return [dict(zip(names, combo, strict=True))
-            for combo in itertools.product(*(axes[name] for name in names))]
-
-
-def variant_prefix(variant: dict[str, Any]) -> str:
-    """Test metrics of an evaluation variant are logged as `{prefix}test_...`, e.g.
-    `alpha_0.6/test_bleu_beam5`; the plain names when there is no variant."""
-    parts = [re.sub(r"[^\w.-]", "_", f"{key}_{value}") for key, value in variant.items()]
-    return "-".join(parts) + "/" if parts else ""

@@ -12,9 +12,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 
-from orchestrator.tuning import sweep_runs
-from orchestrator.tuning.search_space import variant_prefix
-from orchestrator.tuning.sweep_runner import TIME_ATTR, SweepPlan, load_plan
+from orchestrator.tuning import mlflow_runs
+from orchestrator.tuning.evaluation_axes import variant_prefix
+from orchestrator.tuning.tune_runner import TIME_ATTR, SweepPlan, load_plan
 
 
 @dataclass
@@ -111,13 +111,13 @@ def _from_child_runs(
     the learning rate it trained at, and (PBT) every start from a checkpoint."""
     client = MlflowClient(plan.tracking_uri)
     norms, rates, starts = {}, {}, []
-    for run in sweep_runs.children(client, plan.parent_run_id):
-        trial = run.data.tags.get(sweep_runs.TRIAL_TAG)
+    for run in mlflow_runs.children(client, plan.parent_run_id):
+        trial = run.data.tags.get(mlflow_runs.TRIAL_TAG)
         norms[trial] = _history(client, run.info.run_id, "grad_norm", "grad_norm")
         lr_keys = [key for key in run.data.metrics if key.startswith("lr-")]
         if lr_keys:  # LearningRateMonitor names it after the optimiser: lr-Adam, lr-SGD
             rates[trial] = _history(client, run.info.run_id, lr_keys[0], "lr")
-        for number, (source, values) in enumerate(sweep_runs.pbt_starts(run), start=1):
+        for number, (source, values) in enumerate(mlflow_runs.pbt_starts(run), start=1):
             starts.append({"trial": trial, "start": number, "from checkpoint": source,
                            "values": values})
     return norms, rates, pd.DataFrame(starts)

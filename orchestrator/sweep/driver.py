@@ -18,13 +18,14 @@ from mlflow.tracking import MlflowClient
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
 from orchestrator.errors import OrchestratorError
-from orchestrator.launch import connect_ray, ensure_dataset, resolve_paths
-from orchestrator.sweep_trial import run_trial
+from orchestrator.inputs import connect_ray, ensure_dataset, resolve_paths
+from orchestrator.sweep.trial import run_trial
 from orchestrator.task_metrics import TASK_METRICS
-from orchestrator.tuning import report, sweep_runs
-from orchestrator.tuning.search_space import beam_sizes, evaluation_variants, expected_models
+from orchestrator.tuning import mlflow_runs, report
+from orchestrator.tuning.evaluation_axes import beam_sizes, evaluation_variants
+from orchestrator.tuning.search_space import expected_models
 from orchestrator.tuning.sweep_config import BEAM_AXIS, SweepConfig, SweepError, load_sweep
-from orchestrator.tuning.sweep_runner import (
+from orchestrator.tuning.tune_runner import (
     SLOT_RESOURCE,
     SweepPlan,
     finished,
@@ -49,7 +50,7 @@ def sweep(path: str | None = None, resume: str | None = None,
         folder = Path(resume).resolve()
         plan = load_plan(folder)
         tracking.check_reachable(plan.tracking_uri)
-        sweep_runs.reopen(plan.tracking_uri, plan.parent_run_id)
+        mlflow_runs.reopen(plan.tracking_uri, plan.parent_run_id)
     else:
         plan, folder = _plan(load_sweep(path))
     _connect_ray(address, plan.config)
@@ -174,7 +175,7 @@ def _finish(plan: SweepPlan, folder: Path, done: bool) -> SweepOutcome:
     uri = plan.tracking_uri
     client = MlflowClient(uri)
     if not done:
-        sweep_runs.end_running_children(uri, plan.parent_run_id)
+        mlflow_runs.end_running_children(uri, plan.parent_run_id)
         client.set_terminated(plan.parent_run_id, "KILLED")
         return SweepOutcome(folder, False, plan.parent_run_id, None)
     written = report.write_report(folder)

@@ -1,6 +1,6 @@
 """A sweep trial: what each Tune trial actor runs.
 
-Kept apart from `orchestrator.sweep` (the driver's side: checks, the plan, the report) so
+Kept apart from `orchestrator.sweep.driver` (the driver's side: checks, the plan, the report) so
 a trial actor imports neither the task registry nor Lightning: a fresh actor starts for
 every trial, and those imports cost seconds each time (benchmarks/RESULTS.md).
 """
@@ -16,9 +16,9 @@ from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, with_values
 from orchestrator.datasets.manifest import load_manifest
 from orchestrator.launch import train_in_run
-from orchestrator.tuning import sweep_runs
-from orchestrator.tuning.sweep_runner import load_plan
-from orchestrator.tuning.train_reports import fit_reporting_to_tune
+from orchestrator.tuning import mlflow_runs
+from orchestrator.tuning.forward_reports import fit_reporting_to_tune
+from orchestrator.tuning.tune_runner import load_plan
 
 
 def run_trial(params: dict[str, Any], folder: str) -> None:
@@ -30,7 +30,7 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
     config = with_values(ExperimentConfig.model_validate(plan.base_config), params, "trial")
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    run_id = sweep_runs.child_run(plan.tracking_uri, plan.parent_run_id, trial_id,
+    run_id = mlflow_runs.child_run(plan.tracking_uri, plan.parent_run_id, trial_id,
                                   context.get_trial_name())
     # Tune holds a checkpoint only under PBT: the one to clone (another trial's, with these
     # new values) or this trial's own after a pause. A new Train run starts from it; else
@@ -38,7 +38,7 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
     start_from = tune.get_checkpoint()
     run_name = f"trial-{trial_id}"
     if start_from is not None:
-        run_name += "-from-" + sweep_runs.record_start(plan.tracking_uri, trial_id, run_id,
+        run_name += "-from-" + mlflow_runs.record_start(plan.tracking_uri, trial_id, run_id,
                                                        start_from, params)
     succeeded = False
     try:

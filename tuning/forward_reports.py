@@ -54,7 +54,7 @@ def fit_reporting_to_tune(
     """Run `fit(callbacks)` (a Train run) in a thread and report each of its results to
     Tune from this, the trial's, thread; with `with_checkpoints` Tune keeps each report's
     checkpoint (a copy in the trial folder), which the PBT scheduler clones from."""
-    from orchestrator.tuning.sweep_runs import TRIAL_TAG
+    from orchestrator.tuning.mlflow_runs import TRIAL_TAG
 
     queue, token = _report_queue(), uuid.uuid4().hex
     outcome: dict[str, Any] = {}

@@ -12,6 +12,6 @@ from typing import Any
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
-    from orchestrator.train_loop import train_loop_per_worker
+    from orchestrator.worker.loop import train_loop_per_worker
 
     train_loop_per_worker(loop_config)

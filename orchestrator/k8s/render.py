@@ -18,6 +18,7 @@ import yaml
 
 from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig
 from orchestrator.errors import OrchestratorError
+from orchestrator.run_files import RUN_NAME_ENV
 
 # Secrets the pods read with envFrom (created by the user, see k8s/README.md).
 MLFLOW_SECRET = "rnn-orchestrator-mlflow"  # MLFLOW_TRACKING_URI, _USERNAME, _PASSWORD
@@ -26,9 +27,6 @@ SHARED_PVC = "rnn-orchestrator-shared"  # ReadWriteMany volume for data and chec
 SHARED_MOUNT = "/mnt/shared"
 CONFIG_MOUNT = "/home/ray/experiment"
 CONFIG_FILE = "experiment.yaml"
-# The launcher names a run `{name}-{timestamp}` unless this is set; a restarted RayJob
-# must reuse the same name so Ray Train finds its checkpoints under the storage path.
-RUN_NAME_ENV = "ORCHESTRATOR_RUN_NAME"
 DEFAULT_IMAGE = "rnn-orchestrator:0.1.0"
 RAY_VERSION = ray.__version__
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

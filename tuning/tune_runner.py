@@ -23,7 +23,7 @@ from ray.tune.schedulers import (
     TrialScheduler,
 )
 
-from orchestrator.tuning import sweep_runs
+from orchestrator.tuning import mlflow_runs
 from orchestrator.tuning.search_space import param_space, pbt_mutations
 from orchestrator.tuning.sweep_config import SweepConfig, SweepError
 
@@ -131,13 +131,13 @@ class TrialRunsCallback(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epochs = int((trial.last_result or {}).get(TIME_ATTR, -1)) + 1
         stopped = epochs < self.max_epochs
-        sweep_runs.end_child(self.tracking_uri, self.parent_run_id, trial.trial_id,
+        mlflow_runs.end_child(self.tracking_uri, self.parent_run_id, trial.trial_id,
                              "KILLED" if stopped else "FINISHED",
-                             {sweep_runs.STOPPED_EARLY_TAG: str(stopped).lower(),
+                             {mlflow_runs.STOPPED_EARLY_TAG: str(stopped).lower(),
                               "sweep.epochs_trained": str(epochs)})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        sweep_runs.end_child(self.tracking_uri, self.parent_run_id, trial.trial_id, "FAILED")
+        mlflow_runs.end_child(self.tracking_uri, self.parent_run_id, trial.trial_id, "FAILED")
 
 
 def run_sweep(

@@ -1,5 +1,8 @@
 """What every Ray Train worker runs: build the DataModule and LightningModule, fit, test.
 
+Ray starts it through `orchestrator.worker.entry`; the config arrives as the driver's
+validated ExperimentConfig object, not re-read or re-checked here.
+
 Ray enters only through the strategy, the environment plugin and the report callback;
 MLflow only through Lightning's logger, which writes from rank 0.
 """
@@ -28,19 +31,19 @@ from ray.train.lightning import (
 
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig
-from orchestrator.evaluate import ConfigInCheckpoint
-from orchestrator.launch import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
 from orchestrator.lightning_modules.optimizers import ApplyOptimSettings
 from orchestrator.lightning_modules.throughput import TokenThroughput
+from orchestrator.run_files import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
-from orchestrator.tasks import TASKS
-from orchestrator.tuning.search_space import variant_prefix
+from orchestrator.tuning.evaluation_axes import variant_prefix
+from orchestrator.worker.callbacks import ConfigInCheckpoint, FlushMetrics
+from orchestrator.worker.tasks import TASKS
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    config = ExperimentConfig.model_validate(loop_config["config"])
+    config: ExperimentConfig = loop_config["config"]
     # Per-step metrics queue up and go to the store as one batch every 2 s: a write per
     # step costs ~10% of training speed on a small model (benchmarks/RESULTS.md).
     os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "2")
@@ -132,15 +135,6 @@ def _test(
     if trainer.global_rank == 0:
         trainer.logger.log_metrics(prefixed)
     return prefixed
-
-
-class FlushMetrics(pl.Callback):
-    """Send the epoch's buffered metrics to MLflow before Ray hears of the epoch: a sweep's
-    scheduler may stop the trial (killing its process) as soon as it reads the report."""
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_rank == 0:
-            mlflow.flush_async_logging()
 
 
 def _make_trainer(

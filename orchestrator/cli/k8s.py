@@ -1,22 +1,21 @@
 """`orchestrator k8s render|submit|status|logs`: the same CONFIG as a KubeRay RayJob.
 
 `render` needs nothing but this package; `submit`, `status` and `logs` drive `kubectl`
-against the current kube context, so whatever the user's kubectl can reach, we can.
+(`orchestrator.k8s.kubectl`) against the current kube context.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config import load_config
 from orchestrator.errors import OrchestratorError
-from orchestrator.k8s_render import (
+from orchestrator.k8s.kubectl import follow, job_status, kubectl, namespace_arguments
+from orchestrator.k8s.render import (
     DEFAULT_IMAGE,
     PROFILES,
     RenderOptions,
@@ -25,12 +24,8 @@ from orchestrator.k8s_render import (
     to_yaml,
 )
 
-# RayJob .status.jobStatus values after which nothing changes.
-FINISHED = {"SUCCEEDED", "FAILED", "STOPPED"}
-POLL_S = 5.0
 
-
-def register_k8s_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add `k8s render|submit|status|logs` to the CLI's subparsers."""
     k8s = commands.add_parser(
         "k8s", parents=[common], help="run a config on Kubernetes as a KubeRay RayJob"
@@ -82,8 +77,6 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from orchestrator.config import load_config
-
     for item in args.overrides:
         if "=" not in item:
             raise OrchestratorError(
@@ -121,27 +114,6 @@ def _submit(args: argparse.Namespace) -> int:
     return follow(job, args.namespace)
 
 
-def follow(job: str, namespace: str | None) -> int:
-    """Wait for the job to end, printing each status change; 0 only if it succeeded."""
-    last = None
-    while True:
-        status = job_status(job, namespace)
-        current = (status.get("jobDeploymentStatus"), status.get("jobStatus"))
-        if current != last:
-            print(f"{job}: deployment {current[0] or '-'}, job {current[1] or '-'}", flush=True)
-            last = current
-        if current[1] in FINISHED or current[0] in {"Complete", "Failed"}:
-            if status.get("message"):
-                print(status["message"])
-            return 0 if current[1] == "SUCCEEDED" else 1
-        time.sleep(POLL_S)
-
-
-def job_status(job: str, namespace: str | None) -> dict[str, Any]:
-    out = kubectl(["get", "rayjob", job, "-o", "json"], namespace)
-    return json.loads(out).get("status", {})
-
-
 def _status(args: argparse.Namespace) -> int:
     status = job_status(args.job, args.namespace)
     for key in ("jobDeploymentStatus", "jobStatus", "rayClusterName", "dashboardURL",
@@ -154,23 +126,6 @@ def _status(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     """The submitter Job (named like the RayJob) tails the driver's logs."""
     command = ["logs", f"job/{args.job}"] + (["--follow"] if args.follow else [])
-    return subprocess.call(["kubectl", *_namespace(args.namespace), *command])
+    return subprocess.call(["kubectl", *namespace_arguments(args.namespace), *command])
 
 
-def kubectl(arguments: list[str], namespace: str | None, stdin: str | None = None) -> str:
-    """Run kubectl; its own error message becomes the user's error message."""
-    if shutil.which("kubectl") is None:
-        raise OrchestratorError(
-            "kubectl is not on PATH; install it (https://kubernetes.io/docs/tasks/tools/) "
-            "and point it at your cluster, or use `orchestrator k8s render`"
-        )
-    command = ["kubectl", *_namespace(namespace), *arguments]
-    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        reason = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
-        raise OrchestratorError(f"`kubectl {' '.join(arguments)}` failed: {reason}")
-    return done.stdout
-
-
-def _namespace(namespace: str | None) -> list[str]:
-    return ["--namespace", namespace] if namespace else []

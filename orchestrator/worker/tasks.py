@@ -1,37 +1,22 @@
-"""The task registry: one explicit entry per task name, nothing registered by decorators."""
+"""The task registry: one explicit entry per task name, nothing registered by decorators.
+
+Each entry says how a worker builds the task's DataModule and LightningModule from the
+experiment config, and which module class loads the task's checkpoints."""
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.datasets.caption_data import CaptionDataModule, VideoCaptionDataModule
-from orchestrator.datasets.caption_shards import prepare_captions, split_items
-from orchestrator.datasets.caption_sources import read_flickr_captions, read_video_csv
 from orchestrator.datasets.classification_data import ClassificationDataModule
-from orchestrator.datasets.classification_shards import prepare_classification
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
-from orchestrator.datasets.synthetic import (
-    date_pairs,
-    first_word_examples,
-    grammar_text,
-    markov_text,
-)
-from orchestrator.datasets.synthetic_captions import (
-    write_moving_shapes_folder,
-    write_shapes_folder,
-)
-from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
 from orchestrator.datasets.translation_data import TranslationDataModule
-from orchestrator.datasets.translation_shards import prepare_translation
-from orchestrator.datasets.video_shards import mp4_fields
 from orchestrator.lightning_modules.captioning import (
     CAPTIONERS,
     CaptioningTask,
@@ -201,58 +186,4 @@ TASKS: dict[str, TaskSpec] = {
     ),
     "image_captioning": _captioning_spec(ImageCaptioningTask),
     "video_captioning": _captioning_spec(VideoCaptioningTask),
-}
-
-
-SAMPLE_SIZE_CHARS = 300_000
-
-
-def _write_text_sample(corpus: Callable[..., str]) -> Callable[[Path, int], None]:
-    def write(path: Path, seed: int) -> None:
-        text = corpus(SAMPLE_SIZE_CHARS, seed=seed)
-        prepare_text(split_by_fraction(text, 0.05, 0.05), path, "char", 512, 32)
-
-    return write
-
-
-def _write_dates_sample(path: Path, seed: int) -> None:
-    pairs = date_pairs(5000, seed=seed)
-    splits = {"train": pairs[:4400], "val": pairs[4400:4700], "test": pairs[4700:]}
-    prepare_translation(splits, path, "en", "en", min_freq=1, samples_per_shard=1000)
-
-
-def _write_first_word_sample(path: Path, seed: int) -> None:
-    rows = first_word_examples(3000, seed=seed)
-    splits = {"train": rows[:2400], "val": rows[2400:2700], "test": rows[2700:]}
-    prepare_classification(splits, path, samples_per_shard=500)
-
-
-SHAPES_IMAGES = 2400  # 1/12 each for val and test
-MOVING_SHAPES_CLIPS = 1200
-
-
-def _write_shapes_sample(path: Path, seed: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        raw = Path(folder)
-        items = read_flickr_captions(write_shapes_folder(raw, SHAPES_IMAGES, seed), raw / "images")
-        prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path, samples_per_shard=500)
-
-
-def _write_moving_shapes_sample(path: Path, seed: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        raw = Path(folder)
-        captions = write_moving_shapes_folder(raw, MOVING_SHAPES_CLIPS, seed)
-        items = read_video_csv(captions, raw / "videos")
-        prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path, "video_captioning",
-                         mp4_fields, samples_per_shard=250, text={"media": "mp4"})
-
-
-# The built-in sample datasets (config `data.sample`): name -> writer(path, seed).
-SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
-    "grammar": _write_text_sample(grammar_text),
-    "markov": _write_text_sample(markov_text),
-    "first_word": _write_first_word_sample,
-    "dates": _write_dates_sample,
-    "shapes": _write_shapes_sample,
-    "moving_shapes": _write_moving_shapes_sample,
 }

@@ -1,0 +1,129 @@
+"""Inference with a trained checkpoint: `generate`, `classify`, `translate`, `caption`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cli.arguments import read_text
+from orchestrator.errors import OrchestratorError
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    generate = commands.add_parser(
+        "generate", parents=[common], help="sample text from a language-model checkpoint"
+    )
+    generate.add_argument("checkpoint", help="a .ckpt file or a Ray checkpoint folder")
+    generate.add_argument("--prompt", default="the ")
+    generate.add_argument("--length", type=int, default=200)
+    generate.add_argument("--temperature", type=float, default=0.8)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=_generate)
+
+    classify = commands.add_parser(
+        "classify", parents=[common], help="label sentences (one per line on stdin)"
+    )
+    classify.add_argument("checkpoint", help="a sentiment .ckpt file or Ray checkpoint folder")
+    classify.set_defaults(handler=_classify)
+
+    translate = commands.add_parser(
+        "translate", parents=[common], help="translate sentences (stdin or --input FILE)"
+    )
+    translate.add_argument("checkpoint", help="a translation .ckpt file or Ray checkpoint folder")
+    translate.add_argument("--beam-size", type=int, default=5)
+    translate.add_argument("--input", type=Path, help="one sentence a line (default: stdin)")
+    translate.set_defaults(handler=_translate)
+
+    caption = commands.add_parser(
+        "caption", parents=[common], help="caption images or video clips with a checkpoint"
+    )
+    caption.add_argument("checkpoint", help="a captioning .ckpt file or Ray checkpoint folder")
+    caption.add_argument("files", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO")
+    caption.add_argument("--beam-size", type=int, default=3)
+    caption.set_defaults(handler=_caption)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.language_model import LanguageModelTask
+
+    module = _load_checkpoint(args.checkpoint, LanguageModelTask)
+    print(module.generate_text(args.prompt, args.length, args.temperature, seed=args.seed))
+    return 0
+
+
+
+def _load_checkpoint(path: str, module_class: type) -> Any:
+    from orchestrator.run_files import checkpoint_file
+
+    return module_class.load_from_checkpoint(checkpoint_file(path), map_location="cpu")
+
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.sentiment import SentimentTask
+
+    module = _load_checkpoint(args.checkpoint, SentimentTask)
+    sentences = [line.strip() for line in sys.stdin if line.strip()]
+    for start in range(0, len(sentences), 256):
+        chunk = sentences[start : start + 256]
+        for sentence, label in zip(chunk, module.classify(chunk), strict=True):
+            print(f"{label}\t{sentence}")
+    return 0
+
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.translation import TranslationTask
+
+    module = _load_checkpoint(args.checkpoint, TranslationTask)
+    lines = (read_text(args.input) if args.input else sys.stdin.read()).splitlines()
+    sentences = [line.strip() for line in lines if line.strip()]
+    for start in range(0, len(sentences), 64):
+        for translation in module.translate(sentences[start : start + 64], args.beam_size):
+            print(translation)
+    return 0
+
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from orchestrator.lightning_modules.captioning import load_captioner
+    from orchestrator.run_files import checkpoint_file
+
+    checkpoint = checkpoint_file(args.checkpoint)
+    for path in args.files:
+        if not path.is_file():
+            raise OrchestratorError(f"{path} does not exist")
+    module = load_captioner(checkpoint)
+    for start in range(0, len(args.files), 16):
+        chunk = args.files[start : start + 16]
+        pixels = _read_media(chunk, module.media)
+        for path, caption in zip(chunk, module.caption(pixels, args.beam_size), strict=True):
+            print(f"{path}\t{caption}")
+    return 0
+
+
+
+def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:
+    """Files -> the batch tensor the checkpoint's model reads, prepared as in training."""
+    import torch
+
+    from orchestrator.datasets.images import IMAGE_SUFFIXES, image_tensor, normalise
+    from orchestrator.datasets.video_frames import VIDEO_SUFFIXES, sample_frames
+
+    suffixes = VIDEO_SUFFIXES if media["kind"] == "video" else tuple(IMAGE_SUFFIXES)
+    tensors = []
+    for path in paths:
+        if path.suffix.lower() not in suffixes:
+            raise OrchestratorError(f"{path} is not a {media['kind']} ({', '.join(suffixes)}); "
+                                    f"the checkpoint is a {media['kind']} captioner")
+        try:
+            if media["kind"] == "video":
+                tensors.append(normalise(sample_frames(path, media["frames"],
+                                                       media["image_size"])))
+            else:
+                tensors.append(image_tensor(path.read_bytes(), media["image_size"]))
+        except Exception as exc:  # noqa: BLE001 - PIL and PyAV raise many kinds
+            raise OrchestratorError(f"cannot read {path}: {exc}") from None
+    return torch.stack(tensors)

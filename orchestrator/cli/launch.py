@@ -1,0 +1,45 @@
+"""`orchestrator launch`: one training run, here or on a cluster."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from orchestrator.cli.arguments import split_items
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    launch = commands.add_parser(
+        "launch", parents=[common], help="one training run",
+        description="Train, validate and test one model. With no CONFIG, the quickstart: a "
+        "character LSTM on generated sample text, 2 Ray workers, a local MLflow store.",
+    )
+    launch.add_argument(
+        "items", nargs="*", metavar="CONFIG|key=value",
+        help="a YAML config file and/or dotted overrides such as model.cell=gru",
+    )
+    launch.add_argument(
+        "--address",
+        help="Ray cluster: auto (a `ray start` cluster), HOST:PORT, ray://HOST:10001 (client), "
+        "or http://HOST:8265 (submit as a Ray job); default: a local instance",
+    )
+    launch.set_defaults(handler=_launch)
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+
+    path, overrides = split_items(args.items)
+    if args.address and args.address.startswith(("http://", "https://", "ray://")):
+        # A Ray Jobs API or client address: the run goes to the cluster as a job.
+        from orchestrator.remote import launch_remote
+
+        return launch_remote(load_config(path, overrides), args.address)
+    if args.address:
+        overrides.append(f"ray.address={args.address}")
+    config = load_config(path, overrides)
+
+    from orchestrator.launch import launch, summary
+
+    print(summary(launch(config)))
+    return 0

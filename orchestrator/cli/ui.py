@@ -1,0 +1,35 @@
+"""`orchestrator ui`: the MLflow UI on the configured tracking store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from orchestrator.cli.arguments import split_items
+
+
+def register(commands: Any, common: argparse.ArgumentParser) -> None:
+    ui = commands.add_parser(
+        "ui", parents=[common], help="open the MLflow UI on the configured store"
+    )
+    ui.add_argument("items", nargs="*", metavar="CONFIG|key=value")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.set_defaults(handler=_ui)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.tracking import artifact_root, resolve_tracking_uri
+
+    path, overrides = split_items(args.items)
+    uri = resolve_tracking_uri(load_config(path, overrides).tracking)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    if artifact_root(uri):
+        command += ["--default-artifact-root", artifact_root(uri)]
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, command)  # become the UI, so signals reach it directly
+    return 0

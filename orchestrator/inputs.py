@@ -1,0 +1,88 @@
+"""What a run is given, checked before anything starts: paths, the dataset, the Ray cluster.
+
+Shared by the doors that start work (`launch`, `eval`, `sweep`); light, like `launch`, so
+that a sweep's trial actors can import it without torch.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig
+from orchestrator.datasets.manifest import (
+    MANIFEST_NAME,
+    DatasetError,
+    DatasetManifest,
+    check_local_shards,
+    load_manifest,
+)
+from orchestrator.errors import OrchestratorError
+
+
+def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """Local paths made absolute (Ray workers run in another working directory), and
+    the task's built-in sample dataset when no data.path is given."""
+    config = config.model_copy(deep=True)
+    if config.data.path is None:
+        config.data.sample = config.data.sample or DEFAULT_SAMPLES[config.task]
+        config.data.path = f"data/sample-{config.data.sample}"
+    if "://" not in config.data.path and not config.data.path.startswith("pipe:"):
+        config.data.path = str(Path(config.data.path).resolve())
+    if "://" not in config.ray.storage_path:
+        config.ray.storage_path = str(Path(config.ray.storage_path).resolve())
+    return config
+
+
+def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
+    """Generate the built-in sample corpus if asked, then check the dataset is whole."""
+    path = config.data.path
+    is_local = "://" not in path and not path.startswith("pipe:")
+    if is_local and not (Path(path) / MANIFEST_NAME).is_file():
+        if config.data.sample is None:
+            raise OrchestratorError(
+                f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
+                f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
+            )
+        from orchestrator.datasets.samples import SAMPLE_DATASETS  # the generators need torch
+
+        print(f"generating the {config.data.sample!r} sample dataset in {path}")
+        SAMPLE_DATASETS[config.data.sample](Path(path), config.seed)
+    try:
+        manifest = load_manifest(path)
+        check_local_shards(manifest)
+    except DatasetError as exc:
+        raise OrchestratorError(str(exc)) from None
+    if manifest.task != config.task:
+        raise OrchestratorError(
+            f"data.path {path} holds a {manifest.task!r} dataset but task is {config.task!r}"
+        )
+    for split in ("train", "val", "test"):
+        if split not in manifest.splits:
+            raise OrchestratorError(f"data.path {path} has no {split!r} split")
+    return manifest
+
+
+def connect_ray(address: str | None, resources: dict[str, float] | None = None) -> str:
+    """Join the cluster at `address`, or start a local instance (with `resources`)."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context().gcs_address
+    if address:
+        ray.init(address=address)
+        return ray.get_runtime_context().gcs_address
+    # "local" never attaches to another cluster on the machine by accident. Ray Train's
+    # placement-group cleaner finds the cluster by auto-detection, which fails when the
+    # machine runs several Ray instances; naming our dashboard lets it find ours.
+    port = free_port()
+    ray.init(address="local", resources=resources, dashboard_port=port, runtime_env={
+        "env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}})
+    return ray.get_runtime_context().gcs_address
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

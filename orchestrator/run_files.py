@@ -1,0 +1,46 @@
+"""The names of what a run writes, and reading them back.
+
+One home for the file names that the driver, the Train workers, `eval`, the inference
+commands and Kubernetes agree on. Light on purpose: the launching driver and a sweep's trial
+actors import it, and they never import torch (torch is loaded only to read a checkpoint).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import OrchestratorError
+
+CHECKPOINT_FILE = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
+SAMPLES_FILE = "samples.txt"  # written by rank 0 of the Train run
+SAMPLES_SEPARATOR = "\n\n---\n\n"
+CONFIG_KEY = "orchestrator_config"  # the experiment config, in a checkpoint's dict
+# The launcher names a run `{name}-{timestamp}` unless this is set; a restarted RayJob
+# must reuse the same name so Ray Train finds its checkpoints under the storage path.
+RUN_NAME_ENV = "ORCHESTRATOR_RUN_NAME"
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A .ckpt file, or the Ray checkpoint folder holding one."""
+    checkpoint = Path(path)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT_FILE
+    if not checkpoint.is_file():
+        raise OrchestratorError(f"checkpoint {checkpoint} does not exist")
+    return checkpoint
+
+
+def config_in_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """The experiment config (a plain dict) a Train run stored in its checkpoint."""
+    import torch
+
+    # mmap: the weights stay on disk here; the module is loaded from the file afterwards
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    if CONFIG_KEY not in stored:
+        raise OrchestratorError(
+            f"checkpoint {checkpoint} carries no experiment config (written before "
+            "`orchestrator eval` existed); give the run's config file after the checkpoint "
+            "(MLflow keeps it as the run's config.yaml artifact)"
+        )
+    return stored[CONFIG_KEY]
