@@ -40,7 +40,7 @@ def plain_loop(config: ExperimentConfig, threads: int) -> list[float]:
     data = LanguageModelDataModule(config.data.path, bptt=config.data.bptt,
                                    **stream_settings(config))
     settings = RNNLanguageModelConfig(len(data.tokenizer),
-                                      **model_settings(config, RNNLanguageModelConfig))
+                                      **model_settings(config.model, RNNLanguageModelConfig))
     model = RNNLanguageModel(settings)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     rates = []

@@ -25,6 +25,7 @@ from orchestrator.lightning_modules.caption_artifacts import (
     captions_page,
     frame_attention,
 )
+from orchestrator.lightning_modules.eval_settings import EvalSettings, EvaluatedWithSettings
 from orchestrator.lightning_modules.image_captioner import ImageCaptioner, ImageCaptionerConfig
 from orchestrator.lightning_modules.metrics import (
     caption_scores,
@@ -39,7 +40,7 @@ ATTENTION_EXAMPLES = 3  # of which drawn with attention
 Scored = tuple[str, str, list[str]]  # (id, generated caption, references)
 
 
-class CaptioningTask(TaskModule):
+class CaptioningTask(EvaluatedWithSettings, TaskModule):
     """Shared by both tasks; a subclass names its batch key and builds its model."""
 
     inputs = "images"
@@ -48,19 +49,17 @@ class CaptioningTask(TaskModule):
         self,
         model: dict[str, Any],
         optim: dict[str, Any],
-        search: dict[str, Any],
+        eval_settings: dict[str, Any],
         vocab: list[str],
         media: dict[str, Any],
-        meteor: bool = True,
     ):
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
         self.model = self.build_model(model, len(vocab))
         self.vocab = Tokenizer("word", vocab)
-        self.search = search
+        self.eval_settings = EvalSettings(**eval_settings)
         self.media = media  # image_size (and frames): how the `caption` command reads files
-        self.meteor = meteor
         self.val_perplexity = perplexity_metric()
         self._outputs: dict[str, list[Scored]] = {}
         self._examples: dict[str, Any] | None = None  # validation items for the artifacts
@@ -84,7 +83,7 @@ class CaptioningTask(TaskModule):
         if batch_idx == 0:
             self._examples = {"pixels": batch[self.inputs][:PAGE_EXAMPLES].cpu(),
                               "references": batch["references"][:PAGE_EXAMPLES]}
-        if batch_idx < self.search["val_bleu_batches"]:
+        if batch_idx < self.eval_settings.val_bleu_batches:
             self._collect("val", batch, beam_size=1)
 
     def on_validation_epoch_end(self) -> None:
@@ -96,15 +95,15 @@ class CaptioningTask(TaskModule):
         self.log_dict({f"val_{name}": value for name, value in scores.items()}, sync_dist=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        for beam_size in self.search["beam_sizes"]:
+        for beam_size in self.eval_settings.beam_sizes:
             self._collect(f"beam{beam_size}", batch, beam_size)
 
     def on_test_epoch_end(self) -> None:
-        for beam_size in self.search["beam_sizes"]:
+        for beam_size in self.eval_settings.beam_sizes:
             scores = self._scores(f"beam{beam_size}", keep=True)
             self.log_dict({f"test_{name}_beam{beam_size}": value
                            for name, value in scores.items()}, sync_dist=True)
-        beam = max(self.search["beam_sizes"])
+        beam = max(self.eval_settings.beam_sizes)
         self.artifacts["captions.md"] = captions_table(self._outputs.get(f"beam{beam}", []),
                                                        beam)
         self.artifacts["caption_metrics.txt"] = (
@@ -130,7 +129,8 @@ class CaptioningTask(TaskModule):
         scores: dict[str, float] = {}
         if scored and _rank() == 0:
             scores = caption_scores({i: hyp for i, hyp, _ in scored},
-                                    {i: refs for i, _, refs in scored}, meteor=self.meteor)
+                                    {i: refs for i, _, refs in scored},
+                                    meteor=self.eval_settings.meteor)
         self._last = _broadcast(scores)
         return self._last
 
@@ -143,7 +143,7 @@ class CaptioningTask(TaskModule):
     @torch.no_grad()
     def search_captions(self, pixels: torch.Tensor, beam_size: int) -> list[decoding.Hypothesis]:
         state = self.model.encode(pixels)
-        return decoding.best_hypotheses(self.model, state, pixels.size(0), self.search,
+        return decoding.best_hypotheses(self.model, state, pixels.size(0), self.eval_settings,
                                         self.vocab, beam_size, device=pixels.device)
 
     def _words(self, ids: list[int]) -> str:
@@ -156,7 +156,7 @@ class CaptioningTask(TaskModule):
         if self._examples is None:
             return
         pixels = self._examples["pixels"].to(self.device)
-        found = self.search_captions(pixels, max(self.search["beam_sizes"]))
+        found = self.search_captions(pixels, max(self.eval_settings.beam_sizes))
         generated = [self._words(h.tokens) for h in found]
         self.artifacts["captions_page.png"] = captions_page(
             pixels.cpu(), generated, self._examples["references"])

@@ -17,8 +17,6 @@ def make_rnn(
     bidirectional: bool = False,
 ) -> nn.RNNBase:
     """A batch-first stacked RNN; dropout acts between layers, so only when there are two."""
-    if cell not in RNN_CELLS:
-        raise ValueError(f"cell must be one of {', '.join(RNN_CELLS)} (got {cell!r})")
     return RNN_CELLS[cell](
         input_size,
         hidden_size,

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import torch
 
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
+from orchestrator.lightning_modules.eval_settings import EvalSettings
 
 
 class StepDecoder(Protocol):
@@ -326,24 +327,23 @@ def best_hypotheses(
     decoder: StepDecoder,
     state: Any,
     batch_size: int,
-    search: dict[str, Any],
+    settings: EvalSettings,
     vocab: Tokenizer,
     beam_size: int,
     source_lengths: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> list[Hypothesis]:
-    """Each sentence's best hypothesis under a generating task's `search` settings (the
-    `eval` config section): greedy for beam size 1, beam search otherwise; the max length
-    ratio applies where there are source lengths to take it of."""
-    settings = DecodingConfig(
+    """Each sentence's best hypothesis under a generating task's eval settings: greedy for
+    beam size 1, beam search otherwise; the max length ratio applies where there are source
+    lengths to take it of."""
+    config = DecodingConfig(
         bos_id=vocab.index[BOS], eos_id=vocab.index[EOS], pad_id=vocab.index[PAD],
-        beam_size=beam_size, max_length=search["max_length"],
-        max_length_ratio=None if source_lengths is None else search["max_length_ratio"],
-        length_penalty=search["length_penalty"], alpha=search["alpha"],
-        no_repeat_ngram_size=search["no_repeat_ngram_size"],
-        # .get: checkpoints from before the option carry settings without it
-        banned_ids=(vocab.unk_id,) if search.get("ban_unk") else (),
+        beam_size=beam_size, max_length=settings.max_length,
+        max_length_ratio=None if source_lengths is None else settings.max_length_ratio,
+        length_penalty=settings.length_penalty, alpha=settings.alpha,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size,
+        banned_ids=(vocab.unk_id,) if settings.ban_unk else (),
     )
-    strategy = Greedy(settings) if beam_size == 1 else BeamSearch(settings)
+    strategy = Greedy(config) if beam_size == 1 else BeamSearch(config)
     found = strategy.search(decoder, state, batch_size, source_lengths, device)
     return [nbest[0] for nbest in found]

@@ -19,18 +19,20 @@ from orchestrator.lightning_modules.image_encoders import ImageEncoder
 
 @dataclass
 class ImageCaptionerConfig:
+    """Filled from the `model` config section (orchestrator/config.py holds every default
+    and every check); the vocabulary sizes come from the dataset."""
     vocab_size: int
-    cell: str = "lstm"  # rnn, gru or lstm
-    embedding_dim: int = 256
-    hidden_size: int = 512
-    num_layers: int = 1
-    dropout: float = 0.3
-    encoder: str = "small_cnn"  # a key of image_encoders.ENCODERS
-    encoder_weights: str | None = None  # a local state-dict file for the encoder
-    freeze_encoder: bool = False  # train only the decoder (needs encoder_weights to make sense)
-    visual_attention: bool = True  # soft attention over the feature map's positions
-    attention: str = "general"  # its score: dot, general or concat
-    feature_as: str = "init_state"  # or "first_input"
+    cell: str  # rnn, gru or lstm
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    encoder: str  # a key of image_encoders.ENCODERS
+    encoder_weights: str | None  # a local state-dict file for the encoder
+    freeze_encoder: bool  # train only the decoder (needs encoder_weights to make sense)
+    visual_attention: bool  # soft attention over the feature map's positions
+    attention: str  # its score: dot, general or concat
+    feature_as: str  # "init_state" or "first_input"
 
 
 class ImageCaptioner(nn.Module):

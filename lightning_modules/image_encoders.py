@@ -73,8 +73,6 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, name: str, weights: str | None = None, freeze: bool = False):
         super().__init__()
-        if name not in ENCODERS:
-            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)} (got {name!r})")
         if weights and not Path(weights).is_file():
             raise ValueError(f"encoder weights {weights} do not exist")
         self.backbone, self.out_channels = ENCODERS[name](weights)

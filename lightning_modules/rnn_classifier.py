@@ -13,17 +13,19 @@ from orchestrator.lightning_modules.cells import make_rnn
 
 @dataclass
 class RNNClassifierConfig:
+    """Filled from the `model` config section (orchestrator/config.py holds every default
+    and every check); the vocabulary sizes come from the dataset."""
     vocab_size: int
     num_classes: int
-    cell: str = "lstm"  # rnn, gru or lstm
-    embedding_dim: int = 100
-    hidden_size: int = 128
-    num_layers: int = 2
-    dropout: float = 0.3
-    bidirectional: bool = True
+    cell: str  # rnn, gru or lstm
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    bidirectional: bool
     # "last": final state (of both directions when bi-directional); "max"/"mean" over the
     # valid timesteps of the top layer, padding masked out.
-    pooling: str = "last"
+    pooling: str
 
 
 class RNNClassifier(nn.Module):

@@ -12,14 +12,16 @@ from orchestrator.lightning_modules.cells import Hidden, make_rnn
 
 @dataclass
 class RNNLanguageModelConfig:
+    """Filled from the `model` config section (orchestrator/config.py holds every default
+    and every check); the vocabulary sizes come from the dataset."""
     vocab_size: int
-    cell: str = "lstm"  # rnn, gru or lstm
-    embedding_dim: int = 64
-    hidden_size: int = 128
-    num_layers: int = 2
-    dropout: float = 0.1  # on embeddings, between layers, and before the softmax
-    tie_weights: bool = False  # output projection shares the embedding matrix
-    init_range: float | None = None  # uniform init range; None keeps torch's defaults
+    cell: str  # rnn, gru or lstm
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    dropout: float  # on embeddings, between layers, and before the softmax
+    tie_weights: bool  # output projection shares the embedding matrix
+    init_range: float | None  # uniform init range; None keeps torch's defaults
 
 
 class RNNLanguageModel(nn.Module):
@@ -34,8 +36,6 @@ class RNNLanguageModel(nn.Module):
         )
         self.output = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
-            if config.embedding_dim != config.hidden_size:
-                raise ValueError("tie_weights needs embedding_dim == hidden_size")
             self.output.weight = self.embedding.weight
         if config.init_range is not None:
             for parameter in self.parameters():

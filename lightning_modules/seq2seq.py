@@ -25,30 +25,29 @@ from orchestrator.lightning_modules.decoding import reorder_rnn_state
 
 @dataclass
 class Seq2SeqConfig:
+    """Filled from the `model` config section (orchestrator/config.py holds every default
+    and every check); the vocabulary sizes come from the dataset."""
     source_vocab_size: int
     target_vocab_size: int
-    cell: str = "gru"  # rnn, gru or lstm, for encoder and decoder
-    embedding_dim: int = 256
-    hidden_size: int = 512  # decoder; a bi-directional encoder uses half per direction
-    num_layers: int = 1
-    dropout: float = 0.3
-    bidirectional: bool = True  # encoder
-    attention: str = "general"  # dot, general (Luong) or concat (Bahdanau)
-    input_feeding: bool = False  # feed the previous attentional state to the decoder
-    tie_weights: bool = False  # output projection shares the target embedding matrix
+    cell: str  # rnn, gru or lstm, for encoder and decoder
+    embedding_dim: int
+    hidden_size: int  # decoder; a bi-directional encoder uses half per direction
+    num_layers: int
+    dropout: float
+    bidirectional: bool  # encoder
+    attention: str  # dot, general (Luong) or concat (Bahdanau)
+    input_feeding: bool  # feed the previous attentional state to the decoder
+    tie_weights: bool  # output projection shares the target embedding matrix
     # Uniform init in [-init_range, init_range] for every weight (OpenNMT's 0.1); None keeps
     # torch's, which learn far slower: Multi30k val BLEU after one epoch 10.8 against 23.8
     # (benchmarks/RESULTS.md).
-    init_range: float | None = None
+    init_range: float | None
 
 
 class Seq2Seq(nn.Module):
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
         self.config = config
-        if config.bidirectional and config.hidden_size % 2:
-            raise ValueError("a bi-directional encoder needs an even hidden_size (half a "
-                             f"direction), got {config.hidden_size}")
         per_direction = config.hidden_size // (2 if config.bidirectional else 1)
         self.source_embedding = nn.Embedding(config.source_vocab_size, config.embedding_dim)
         self.encoder = make_rnn(config.cell, config.embedding_dim, per_direction,
@@ -62,8 +61,6 @@ class Seq2Seq(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(config.hidden_size, config.target_vocab_size)
         if config.tie_weights:
-            if config.embedding_dim != config.hidden_size:
-                raise ValueError("tie_weights needs embedding_dim == hidden_size")
             self.output.weight = self.target_embedding.weight
         if config.init_range is not None:
             for parameter in self.parameters():

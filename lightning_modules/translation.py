@@ -14,6 +14,7 @@ from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.text_processing import text_processors
 from orchestrator.datasets.tokenizer import EOS, PAD, Tokenizer
 from orchestrator.lightning_modules import decoding
+from orchestrator.lightning_modules.eval_settings import EvalSettings, EvaluatedWithSettings
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.task_module import TaskModule
@@ -21,18 +22,18 @@ from orchestrator.lightning_modules.task_module import TaskModule
 ATTENTION_EXAMPLES = 4  # test sentences drawn as attention heatmaps
 
 
-class TranslationTask(TaskModule):
+class TranslationTask(EvaluatedWithSettings, TaskModule):
     """Steps and optimisers; decoding through the shared search in `decoding.py`."""
 
     def __init__(
         self,
         model: dict[str, Any],
         optim: dict[str, Any],
-        search: dict[str, Any],
+        eval_settings: dict[str, Any],
         source_vocab: list[str],
         target_vocab: list[str],
         text: dict[str, str],
-        label_smoothing: float = 0.0,
+        label_smoothing: float,
         text_models: dict[str, bytes] | None = None,
     ):
         super().__init__()
@@ -44,7 +45,7 @@ class TranslationTask(TaskModule):
         self.target_vocab = Tokenizer("word", target_vocab)
         # the checkpoint carries any sentencepiece models, so it translates on its own
         self.source_text, self.target_text = text_processors(text, text_models or {})
-        self.search = search
+        self.eval_settings = EvalSettings(**eval_settings)
         self.val_perplexity = perplexity_metric()
         self._outputs: dict[str, list[tuple[str, str]]] = {}  # stage -> (hypothesis, ref)
         self.artifacts: dict[str, Figure | str] = {}  # logged by the launcher's train loop
@@ -60,7 +61,7 @@ class TranslationTask(TaskModule):
     def validation_step(self, batch: TranslationBatch, batch_idx: int) -> None:
         logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
         self.val_perplexity.update(logits, batch["tgt_out"])
-        if batch_idx < self.search["val_bleu_batches"]:
+        if batch_idx < self.eval_settings.val_bleu_batches:
             hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size=1)
             self._outputs.setdefault("val", []).extend(zip(hypotheses, batch["references"],
                                                             strict=True))
@@ -74,7 +75,7 @@ class TranslationTask(TaskModule):
         self.log("val_bleu", bleu, sync_dist=True)
 
     def test_step(self, batch: TranslationBatch, batch_idx: int) -> None:
-        for beam_size in self.search["beam_sizes"]:
+        for beam_size in self.eval_settings.beam_sizes:
             hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size)
             self._outputs.setdefault(f"beam{beam_size}", []).extend(
                 zip(hypotheses, batch["references"], strict=True)
@@ -85,7 +86,7 @@ class TranslationTask(TaskModule):
 
     def on_test_epoch_end(self) -> None:
         signature = ""
-        for beam_size in self.search["beam_sizes"]:
+        for beam_size in self.eval_settings.beam_sizes:
             bleu, signature = self._bleu(f"beam{beam_size}", keep=True)
             self.log(f"test_bleu_beam{beam_size}", bleu, sync_dist=True)
         self.artifacts["bleu_signature.txt"] = signature
@@ -122,7 +123,7 @@ class TranslationTask(TaskModule):
 
     def _search(self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int) -> list[Any]:
         state = self.model.encode(src, src_lengths)
-        return decoding.best_hypotheses(self.model, state, src.size(0), self.search,
+        return decoding.best_hypotheses(self.model, state, src.size(0), self.eval_settings,
                                         self.target_vocab, beam_size, src_lengths, src.device)
 
     def _detokenize(self, ids: list[int]) -> str:
@@ -142,7 +143,7 @@ class TranslationTask(TaskModule):
             )
 
     def _translations_page(self) -> str:
-        beam = max(self.search["beam_sizes"])
+        beam = max(self.eval_settings.beam_sizes)
         rows = [f"| source | translation (beam {beam}) | reference |", "| --- | --- | --- |"]
         sources = [s for s, _ in self._outputs.get("sources", [])]
         for source, (hypothesis, reference) in zip(sources, self._outputs.get(f"beam{beam}", []),

@@ -21,17 +21,19 @@ from orchestrator.lightning_modules.image_encoders import ImageEncoder
 
 @dataclass
 class VideoCaptionerConfig:
+    """Filled from the `model` config section (orchestrator/config.py holds every default
+    and every check); the vocabulary sizes come from the dataset."""
     vocab_size: int
-    cell: str = "lstm"  # rnn, gru or lstm, for both RNNs
-    embedding_dim: int = 256
-    hidden_size: int = 512
-    num_layers: int = 1
-    dropout: float = 0.3
-    encoder: str = "small_cnn"  # the per-frame CNN, a key of image_encoders.ENCODERS
-    encoder_weights: str | None = None
-    freeze_encoder: bool = False
-    visual_attention: bool = False  # attention over the encoder's per-frame outputs
-    attention: str = "general"
+    cell: str  # rnn, gru or lstm, for both RNNs
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    encoder: str  # the per-frame CNN, a key of image_encoders.ENCODERS
+    encoder_weights: str | None
+    freeze_encoder: bool
+    visual_attention: bool  # attention over the encoder's per-frame outputs
+    attention: str
 
 
 class VideoCaptioner(nn.Module):

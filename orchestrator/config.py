@@ -223,6 +223,10 @@ class ExperimentConfig(_Section):
         if self.task == "language_model" and self.model.bidirectional:
             raise ValueError("model.bidirectional=true cannot predict the next token; "
                              "it is for task sentiment")
+        model = self.model
+        if self.task == "translation" and model.bidirectional and model.hidden_size % 2:
+            raise ValueError("model.bidirectional=true gives each encoder direction half of "
+                             f"model.hidden_size, which must be even (got {model.hidden_size})")
         return self
 
 

@@ -21,8 +21,11 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, flatten, load_config, with_overrides
+from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import ensure_dataset, resolve_paths
+from orchestrator.lightning_modules.eval_settings import EvaluatedWithSettings
 from orchestrator.run_files import checkpoint_file, config_in_checkpoint
+from orchestrator.task_metrics import TASK_METRICS
 
 Split = Literal["val", "test"]
 
@@ -31,6 +34,28 @@ Split = Literal["val", "test"]
 class EvalResult:
     metrics: dict[str, float]
     run_id: str | None  # the MLflow run it was logged to, if asked
+
+
+# What a checkpoint's evaluation can change: where the data comes from and how it is read,
+# how generating tasks decode, and where the run is logged. Everything else (model, optim,
+# train, ray, ...) is fixed by the weights or unused by a single-process test pass.
+EFFECTIVE_KEYS = ("data.", "eval.", "tracking.", "name", "train.progress_bar")
+FIXED_BY_WEIGHTS = ("data.carry_hidden", "data.sample")
+
+
+def refuse_ineffective_overrides(config: ExperimentConfig, overrides: list[str]) -> None:
+    """An override that cannot change this evaluation is an error, not silently ignored."""
+    decodes = TASK_METRICS[config.task].beam_metric is not None
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key.startswith(EFFECTIVE_KEYS) and not key.startswith(FIXED_BY_WEIGHTS) and (
+                decodes or not key.startswith("eval.")):
+            continue
+        valid = "data.*, tracking.*, name, train.progress_bar" + (", eval.*" if decodes else "")
+        raise OrchestratorError(
+            f"override {item!r} cannot take effect in `orchestrator eval`: the checkpoint's "
+            f"weights and settings fix it for this {config.task} model (valid: {valid})"
+        )
 
 
 def stored_config(checkpoint: Path, overrides: list[str]) -> ExperimentConfig:
@@ -50,6 +75,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
         config = resolve_paths(load_config(config_file, overrides))
     else:
         config = stored_config(checkpoint, overrides)
+    refuse_ineffective_overrides(config, overrides)
     ensure_dataset(config)
     uri = ""
     if log:  # the tracking server is checked before the pass, not after it
@@ -58,8 +84,8 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
     spec = TASKS[config.task]
     datamodule = spec.build_datamodule(config)
     module = spec.module_class.load_from_checkpoint(checkpoint, map_location="cpu")
-    if hasattr(module, "search"):  # generating tasks decode with the eval section
-        module.search.update(config.eval.model_dump())
+    if isinstance(module, EvaluatedWithSettings):  # generating tasks decode with `eval`
+        module.set_eval_settings(**config.eval.model_dump())
     # No Lightning logger: MLFlowLogger sets this process's (and its children's) tracking
     # URI; the run below is written through a client instead.
     trainer = pl.Trainer(

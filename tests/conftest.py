@@ -43,3 +43,11 @@ def local_ray():
     ray.init(address="local", num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything in tests/integration/ starts Ray clusters, servers or remote jobs:
+    marked, so `pytest -m "not integration"` is the fast loop."""
+    for item in items:
+        if item.path.parent.name == "integration":
+            item.add_marker(pytest.mark.integration)

@@ -129,7 +129,7 @@ def _test(
     of a variant are also logged under the variant's prefix, so passes never overwrite."""
     if not variant:
         return trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    module.search.update(variant)  # generating tasks keep their eval settings in `search`
+    module.set_eval_settings(**variant)
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     prefixed = {variant_prefix(variant) + key: value for key, value in metrics.items()}
     if trainer.global_rank == 0:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from orchestrator.config import ExperimentConfig
+from orchestrator.config import ExperimentConfig, ModelConfig
 from orchestrator.datasets.caption_data import CaptionDataModule, VideoCaptionDataModule
 from orchestrator.datasets.classification_data import ClassificationDataModule
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
@@ -43,10 +43,11 @@ class TaskSpec:
     # monitor, mode, summary and beam metric: orchestrator/task_metrics.py
 
 
-def model_settings(config: ExperimentConfig, model_config: type) -> dict[str, Any]:
-    """The keys of the shared `model` section that this task's architecture takes."""
-    names = {field.name for field in dataclasses.fields(model_config)}
-    return {key: value for key, value in config.model.model_dump().items() if key in names}
+def model_settings(model: ModelConfig, architecture: type) -> dict[str, Any]:
+    """The keys of the shared `model` section that this task's architecture (a dataclass
+    without defaults: the section holds them) takes."""
+    names = {field.name for field in dataclasses.fields(architecture)}
+    return {key: value for key, value in model.model_dump().items() if key in names}
 
 
 def stream_settings(config: ExperimentConfig) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
 def _language_model(
     config: ExperimentConfig, datamodule: LanguageModelDataModule
 ) -> LanguageModelTask:
-    model = model_settings(config, RNNLanguageModelConfig)
+    model = model_settings(config.model, RNNLanguageModelConfig)
     return LanguageModelTask(
         model=model, optim=config.optim.model_dump(), vocab=datamodule.tokenizer.tokens,
         level=datamodule.tokenizer.level, carry_hidden=config.data.carry_hidden,
@@ -89,7 +90,7 @@ def _sentiment_data(config: ExperimentConfig) -> ClassificationDataModule:
 
 
 def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -> SentimentTask:
-    model = model_settings(config, RNNClassifierConfig)
+    model = model_settings(config.model, RNNClassifierConfig)
     return SentimentTask(model=model, optim=config.optim.model_dump(),
                          vocab=datamodule.tokenizer.tokens, labels=datamodule.labels)
 
@@ -103,8 +104,8 @@ def _translation(
     config: ExperimentConfig, datamodule: TranslationDataModule
 ) -> TranslationTask:
     return TranslationTask(
-        model=model_settings(config, Seq2SeqConfig), optim=config.optim.model_dump(),
-        search=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
+        model=model_settings(config.model, Seq2SeqConfig), optim=config.optim.model_dump(),
+        eval_settings=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
         text=datamodule.manifest.text or {}, text_models=datamodule.text_models,
     )
@@ -138,9 +139,8 @@ def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> Capt
     architecture = VideoCaptionerConfig if kind == "video" else ImageCaptionerConfig
     media = {"kind": kind, "image_size": config.data.image_size, "frames": config.data.frames}
     return CAPTIONERS[kind](
-        model=model_settings(config, architecture), optim=config.optim.model_dump(),
-        search=config.eval.model_dump(), vocab=datamodule.vocab.tokens, media=media,
-        meteor=config.eval.meteor,
+        model=model_settings(config.model, architecture), optim=config.optim.model_dump(),
+        eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens, media=media,
     )
 
 

@@ -15,6 +15,7 @@ from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
 )
+from tests.models import settings
 
 OPTIM = {"optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "clip": 1.0,
          "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
@@ -25,8 +26,8 @@ def trained(markov_dataset):
     datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=16, bptt=32,
                                          num_workers=0, batches_per_epoch=40)
     task = LanguageModelTask(
-        model={"cell": "lstm", "embedding_dim": 16, "hidden_size": 32, "num_layers": 1,
-               "dropout": 0.0},
+        model=settings(RNNLanguageModelConfig, cell="lstm", embedding_dim=16, hidden_size=32,
+                       num_layers=1, dropout=0.0),
         optim=OPTIM, vocab=datamodule.tokenizer.tokens, level="char",
     )
     trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False,
@@ -55,8 +56,8 @@ def test_generated_text_follows_the_chain(trained):
 
 @pytest.mark.parametrize("cell", sorted(RNN_CELLS))
 def test_every_cell_runs_with_carried_state(cell):
-    model = RNNLanguageModel(RNNLanguageModelConfig(vocab_size=11, cell=cell, embedding_dim=8,
-                                                    hidden_size=8, tie_weights=True))
+    model = RNNLanguageModel(RNNLanguageModelConfig(vocab_size=11, **settings(
+        RNNLanguageModelConfig, cell=cell, embedding_dim=8, hidden_size=8, tie_weights=True)))
     logits, hidden = model(torch.randint(0, 11, (3, 5)))
     assert logits.shape == (3, 5, 11)
     logits, _ = model(torch.randint(0, 11, (3, 5)), hidden)
@@ -77,8 +78,8 @@ def test_a_checkpoint_resumed_with_a_new_lr_trains_at_the_new_lr(markov_dataset,
 
     def fit(lr: float, epochs: int, ckpt_path=None) -> list[float]:
         task = LanguageModelTask(
-            model={"cell": "gru", "embedding_dim": 8, "hidden_size": 8, "num_layers": 1,
-                   "dropout": 0.0},
+            model=settings(RNNLanguageModelConfig, cell="gru", embedding_dim=8, hidden_size=8,
+                           num_layers=1, dropout=0.0),
             optim={**OPTIM, "lr": lr, "lr_decay": 0.5, "lr_decay_start": 1},
             vocab=datamodule.tokenizer.tokens, level="char",
         )

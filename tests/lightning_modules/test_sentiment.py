@@ -21,8 +21,9 @@ from orchestrator.datasets.manifest import load_manifest
 from orchestrator.datasets.synthetic import first_word_examples
 from orchestrator.lightning_modules.rnn_classifier import RNNClassifier, RNNClassifierConfig
 from orchestrator.lightning_modules.sentiment import SentimentTask
+from tests.models import settings
 
-TREES = Path(__file__).with_name("fixtures") / "sst_trees.txt"
+TREES = Path(__file__).parents[1] / "fixtures" / "sst_trees.txt"
 OPTIM = {"optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0, "clip": 1.0,
          "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
 
@@ -64,8 +65,8 @@ def val_accuracy(data: Path, cell: str, bidirectional: bool, epochs: int) -> flo
     pl.seed_everything(0, verbose=False)
     datamodule = ClassificationDataModule(str(data), batch_size=32, num_workers=0)
     task = SentimentTask(
-        model={"cell": cell, "embedding_dim": 16, "hidden_size": 32, "num_layers": 1,
-               "dropout": 0.0, "bidirectional": bidirectional, "pooling": "last"},
+        model=settings(RNNClassifierConfig, cell=cell, embedding_dim=16, hidden_size=32,
+                       num_layers=1, dropout=0.0, bidirectional=bidirectional, pooling="last"),
         optim=OPTIM, vocab=datamodule.tokenizer.tokens, labels=datamodule.labels,
     )
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
@@ -87,9 +88,9 @@ def test_direction_matters_for_a_label_set_by_the_first_word(first_word_data):
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_padding_changes_nothing(pooling, bidirectional):
-    model = RNNClassifier(RNNClassifierConfig(vocab_size=20, num_classes=3, cell="gru",
-                                              embedding_dim=8, hidden_size=8, dropout=0.0,
-                                              bidirectional=bidirectional, pooling=pooling))
+    model = RNNClassifier(RNNClassifierConfig(vocab_size=20, num_classes=3, **settings(
+        RNNClassifierConfig, cell="gru", embedding_dim=8, hidden_size=8, dropout=0.0,
+        bidirectional=bidirectional, pooling=pooling)))
     sentence = torch.tensor([[5, 6, 7]])
     padded = torch.tensor([[5, 6, 7, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
     alone = model(sentence, torch.tensor([3]))

@@ -20,10 +20,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.errors import OrchestratorError
-from orchestrator.remote import launch_remote
+from tests.integration.test_launch import small_overrides
 from tests.servers import free_port, wait_for_http
-from tests.test_launch import small_config, small_overrides
 
 RAY = Path(sys.executable).with_name("ray")
 
@@ -124,14 +122,3 @@ def test_ray_client_drives_the_run_from_here(ray_head, markov_dataset, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "MLflow run:" in out.stdout and "submitted job" not in out.stdout
     assert_one_finished_run(tmp_path, "client-ok")
-
-
-def test_unreachable_jobs_api_is_a_clear_error(tmp_path, markov_dataset):
-    config = small_config(markov_dataset, tmp_path)
-    with pytest.raises(OrchestratorError, match=r"cannot reach the Ray Jobs API"):
-        launch_remote(config, f"http://127.0.0.1:{free_port()}")
-
-
-def test_other_schemes_are_refused(tmp_path, markov_dataset):
-    with pytest.raises(OrchestratorError, match=r"neither http://HOST:8265"):
-        launch_remote(small_config(markov_dataset, tmp_path), "tcp://127.0.0.1:6379")

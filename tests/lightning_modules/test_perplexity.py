@@ -11,6 +11,8 @@ from torch.utils.data import DataLoader
 from orchestrator.datasets.batches import IGNORE_INDEX, LanguageModelBatch
 from orchestrator.lightning_modules.language_model import LanguageModelTask
 from orchestrator.lightning_modules.metrics import bits_per_token, perplexity_metric
+from orchestrator.lightning_modules.rnn_language_model import RNNLanguageModelConfig
+from tests.models import settings
 
 PROBS = torch.tensor([0.5, 0.25, 0.125, 0.125])  # the fixed next-token distribution
 
@@ -19,8 +21,8 @@ def fixed_distribution_task() -> LanguageModelTask:
     """A model whose every prediction is PROBS, whatever the input: the output layer
     ignores the hidden state (zero weights) and its bias holds log PROBS."""
     task = LanguageModelTask(
-        model={"cell": "gru", "embedding_dim": 4, "hidden_size": 4, "num_layers": 1,
-               "dropout": 0.0},
+        model=settings(RNNLanguageModelConfig, cell="gru", embedding_dim=4, hidden_size=4,
+                       num_layers=1, dropout=0.0),
         optim={"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "clip": None,
                "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0},
         vocab=["<unk>", "a", "b", "c"], level="char",

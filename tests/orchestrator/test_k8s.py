@@ -24,7 +24,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.k8s.render import PROFILES, RenderOptions, config_for_cluster, render
 from orchestrator.k8s.validate import load_documents, problems
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 CRDS = REPO.parent / "shared" / "kuberay-crds"
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

@@ -14,18 +14,21 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from orchestrator.cli import main
+from orchestrator.config import load_config
 from orchestrator.datasets.batches import IGNORE_INDEX
 from orchestrator.datasets.buckets import bucketed_batches, padding_share
 from orchestrator.datasets.synthetic import date_pairs
 from orchestrator.datasets.translation_data import TranslationDataModule
+from orchestrator.errors import OrchestratorError
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.translation import TranslationTask
+from tests.models import settings
 
 OPTIM = {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "clip": 1.0,
          "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
 SEARCH = {"beam_sizes": [1, 3], "length_penalty": "gnmt", "alpha": 0.6, "max_length": 20,
           "max_length_ratio": 3.0, "no_repeat_ngram_size": 0, "ban_unk": False,
-          "val_bleu_batches": 2}
+          "val_bleu_batches": 2, "meteor": False}
 
 
 def write_parallel(folder: Path, prefix: str, pairs: list[tuple[str, str]]) -> None:
@@ -84,10 +87,10 @@ def trained(dates):
     pl.seed_everything(0, verbose=False)
     datamodule = TranslationDataModule(str(dates / "shards"), batch_size=32, num_workers=0)
     task = TranslationTask(
-        model={"cell": "gru", "embedding_dim": 32, "hidden_size": 64, "num_layers": 1,
-               "dropout": 0.0, "bidirectional": True, "attention": "general",
-               "input_feeding": False, "tie_weights": False},
-        optim=OPTIM, search=SEARCH, source_vocab=datamodule.source_vocab.tokens,
+        model=settings(Seq2SeqConfig, cell="gru", embedding_dim=32, hidden_size=64, num_layers=1,
+                       dropout=0.0, bidirectional=True, attention="general"),
+        optim=OPTIM, eval_settings=SEARCH, label_smoothing=0.0,
+        source_vocab=datamodule.source_vocab.tokens,
         target_vocab=datamodule.target_vocab.tokens, text=datamodule.manifest.text,
     )
     trainer = pl.Trainer(max_epochs=6, accelerator="cpu", logger=False,
@@ -134,9 +137,9 @@ def test_ban_unk_keeps_an_unk_loving_model_from_writing_it(trained, dates):
     sources = (dates / "test.src").read_text().splitlines()[:8]
     for beam_size in (1, 3):
         assert all("<unk>" in line for line in task.translate(sources, beam_size))
-        task.search = {**task.search, "ban_unk": True}
+        task.set_eval_settings(ban_unk=True)
         assert not any("<unk>" in line for line in task.translate(sources, beam_size))
-        task.search = {**task.search, "ban_unk": False}
+        task.set_eval_settings(ban_unk=False)
 
 
 @pytest.mark.parametrize("subword", ["bpe", "unigram"])
@@ -156,8 +159,8 @@ def test_sentencepiece_pieces_round_trip_to_the_references(dates, subword, tmp_p
 
 
 def test_init_range_bounds_every_weight_and_the_memory_is_the_encoder_output():
-    config = Seq2SeqConfig(source_vocab_size=30, target_vocab_size=20, embedding_dim=8,
-                           hidden_size=16, init_range=0.05)
+    config = Seq2SeqConfig(source_vocab_size=30, target_vocab_size=20, **settings(
+        Seq2SeqConfig, embedding_dim=8, hidden_size=16, init_range=0.05, bidirectional=True))
     model = Seq2Seq(config).eval()
     assert all(p.abs().max() <= 0.05 for p in model.parameters())
     src, lengths = torch.randint(0, 30, (3, 7)), torch.tensor([7, 4, 1])
@@ -170,5 +173,6 @@ def test_init_range_bounds_every_weight_and_the_memory_is_the_encoder_output():
 
 
 def test_bidirectional_encoder_needs_an_even_hidden_size():
-    with pytest.raises(ValueError, match="even hidden_size"):
-        Seq2Seq(Seq2SeqConfig(source_vocab_size=5, target_vocab_size=5, hidden_size=15))
+    with pytest.raises(OrchestratorError, match="must be even \\(got 15\\)"):
+        load_config(None, ["task=translation", "model.bidirectional=true",
+                           "model.hidden_size=15"])

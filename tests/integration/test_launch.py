@@ -15,7 +15,6 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.errors import OrchestratorError
 from orchestrator.launch import launch
-from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 
 EPOCHS = 3
 STEPS_PER_EPOCH = 12  # short epochs, so the model is still improving at every epoch end
@@ -196,6 +195,9 @@ def test_eval_validates_on_request_and_refuses_a_checkpoint_without_its_config(
     assert "carries no experiment config" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "bare.ckpt"), str(config), "eval.beam_sizes=[1]"]) == 0
     assert "test_bleu_beam1" in capsys.readouterr().out
+    # the checkpoint's weights fix the model: a model override is refused, not ignored
+    assert main(["eval", translated.checkpoint, "model.hidden_size=8"]) == 2
+    assert "model.hidden_size=8" in capsys.readouterr().err
 
 
 def test_average_of_the_last_epochs_is_validated_and_kept_when_better(local_ray, markov_dataset,
@@ -208,11 +210,3 @@ def test_average_of_the_last_epochs_is_validated_and_kept_when_better(local_ray,
     assert len(averaged) == 1 and len(epochs) == EPOCHS  # the epochs' history is untouched
     # 2 DDP ranks validated the average together and agreed on whether it is the best
     assert averaged[0].value < 9 and result.metrics["test_perplexity"] < 9
-
-
-def test_averaging_takes_the_mean_of_float_weights_and_the_latest_counters():
-    averaging = AverageLastEpochs(2)
-    for weight, count in ((1.0, 1), (2.0, 2), (4.0, 3)):  # only the last 2 are kept
-        averaging.states.append({"w": torch.full((2,), weight), "n": torch.tensor(count)})
-    average = averaging.average()
-    assert average["w"].tolist() == [3.0, 3.0] and int(average["n"]) == 3

@@ -76,7 +76,7 @@ def test_yaml_file_and_overrides_merge(tmp_path: Path):
 
 
 def test_shipped_configs_validate():
-    configs = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+    configs = sorted(Path(__file__).parents[2].joinpath("configs").glob("*.yaml"))
     assert configs, "configs/ holds the quickstart, tiny-shakespeare and PTB configs"
     for path in configs:
         load_config(path)
