@@ -6,9 +6,8 @@ config as the job's working_dir; its logs stream here and its status is the exit
 ray://: this process drives the run through Ray Client, with the same wheel.
 
 Why a wheel and not the checkout: pyproject mounts the sibling folders datasets/,
-lightning_modules/ and tuning/ under `orchestrator.` only in an installed package. A raw
-checkout as working_dir would put its bare `orchestrator/` first on the workers' path and
-hide `orchestrator.datasets` and the others.
+lightning_modules/ and tuning/ under `orchestrator.`; the wheel holds exactly that package,
+as pip installs it, and none of the checkout's data, runs or links.
 """
 
 from __future__ import annotations
