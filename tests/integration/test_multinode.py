@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from orchestrator.launch import launch
-from tests.integration.test_launch import small_config
+from tests.small_runs import small_config
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from ray.util.state import list_actors
 
 from orchestrator.launch import launch
 from orchestrator.run_files import RUN_NAME_ENV
-from tests.integration.test_launch import small_config
+from tests.small_runs import small_config
 
 EPOCHS, STEPS = 4, 40
 

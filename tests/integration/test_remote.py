@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.test_launch import small_overrides
 from tests.servers import free_port, wait_for_http
+from tests.small_runs import small_overrides
 
 RAY = Path(sys.executable).with_name("ray")
 

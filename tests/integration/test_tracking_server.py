@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.launch import launch
-from tests.integration.test_launch import small_config, small_overrides
 from tests.servers import free_port, stop_process_group, wait_for_http
+from tests.small_runs import small_config, small_overrides
 
 ADMIN_PASSWORD = "a-long-admin-password-1"
 

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.errors import OrchestratorError
 from orchestrator.remote import launch_remote
 from tests.servers import free_port
-from tests.test_launch import small_config
+from tests.small_runs import small_config
 
 RAY = Path(sys.executable).with_name("ray")
 

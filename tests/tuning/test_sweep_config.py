@@ -90,7 +90,7 @@ def test_evaluation_axes_expand_to_test_passes_not_models():
 
 def test_a_trial_actor_imports_neither_torch_nor_lightning_to_start():
     """Every trial starts a fresh actor; importing the task registry there cost ~5 s."""
-    probe = ("import sys, orchestrator.sweep_trial; "
+    probe = ("import sys, orchestrator.sweep.trial; "
              "print(sorted({'torch', 'pytorch_lightning', 'matplotlib'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
