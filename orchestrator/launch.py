@@ -2,6 +2,7 @@
 
 Everything that can be wrong with the input (config, data, tracking server) is checked
 here, before Ray starts. The run ends FINISHED or FAILED in MLflow, never RUNNING.
+This module stays free of torch and Lightning: a sweep runs it in every trial actor.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from orchestrator.inputs import connect_ray, ensure_dataset, resolve_paths
 from orchestrator.run_files import CHECKPOINT_FILE, RUN_NAME_ENV, SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.worker.entry import train_worker
-
-# This module stays free of torch and Lightning: a sweep runs it in every trial actor.
 
 
 @dataclass
