@@ -132,7 +132,12 @@ class TrainConfig(_Section):
     # Batches per rank per epoch; null derives it from the train split's token count.
     batches_per_epoch: int | None = Field(None, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
-    progress_bar: bool = True
+    # Lightning's progress bar: a launch's workers write it to their Ray log files (the
+    # console shows a line per epoch), so it is off unless asked for; `eval` shows it here.
+    progress_bar: bool = False
+    # Lightning's precision: "32", or mixed precision on a GPU ("bf16-mixed", "16-mixed");
+    # bf16-mixed also runs on CPUs that support bfloat16.
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     # Average the weights of the last N epochs after training and validate the average;
     # it is tested (and checkpointed) when it beats the best single epoch. 1: off.
     average_last: int = Field(1, ge=1)
@@ -223,6 +228,9 @@ class ExperimentConfig(_Section):
         if self.task == "language_model" and self.model.bidirectional:
             raise ValueError("model.bidirectional=true cannot predict the next token; "
                              "it is for task sentiment")
+        if self.train.precision == "16-mixed" and not self.ray.use_gpu:
+            raise ValueError("train.precision=16-mixed needs a GPU (ray.use_gpu=true); "
+                             "on CPUs use 32 or bf16-mixed")
         model = self.model
         if self.task == "translation" and model.bidirectional and model.hidden_size % 2:
             raise ValueError("model.bidirectional=true gives each encoder direction half of "

@@ -6,6 +6,7 @@ that a sweep's trial actors can import it without torch.
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
@@ -64,21 +65,36 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
 
 
 def connect_ray(address: str | None, resources: dict[str, float] | None = None) -> str:
-    """Join the cluster at `address`, or start a local instance (with `resources`)."""
+    """Join the cluster at `address`, or start a local instance (with `resources`).
+
+    Workers' output stays in their Ray log files (`ray_logs_folder`): forwarded to this
+    console, Lightning's bar and Ray Train's messages were hundreds of lines a run; the
+    driver prints one line per epoch instead (`orchestrator.progress`)."""
     import ray
 
     if ray.is_initialized():
         return ray.get_runtime_context().gcs_address
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address)
+        ray.init(address=address, **quiet)
         return ray.get_runtime_context().gcs_address
     # "local" never attaches to another cluster on the machine by accident. Ray Train's
     # placement-group cleaner finds the cluster by auto-detection, which fails when the
     # machine runs several Ray instances; naming our dashboard lets it find ours.
     port = free_port()
     ray.init(address="local", resources=resources, dashboard_port=port, runtime_env={
-        "env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}})
+        "env_vars": {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}}, **quiet)
+    print(f"Ray: a local instance, dashboard http://127.0.0.1:{port}, worker logs in "
+          f"{ray_logs_folder()}", flush=True)
     return ray.get_runtime_context().gcs_address
+
+
+def ray_logs_folder() -> str:
+    """Where this node's Ray processes, the Train workers among them, write their output."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API for it
+    return node.get_logs_dir_path() if node is not None else "the Ray session's logs folder"
 
 
 def free_port() -> int:

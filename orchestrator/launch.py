@@ -22,7 +22,8 @@ from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, flatten
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import OrchestratorError
-from orchestrator.inputs import connect_ray, ensure_dataset, resolve_paths
+from orchestrator.inputs import connect_ray, ensure_dataset, ray_logs_folder, resolve_paths
+from orchestrator.progress import EpochProgress
 from orchestrator.run_files import CHECKPOINT_FILE, RUN_NAME_ENV, SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.worker.entry import train_worker
@@ -51,7 +52,8 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     )
     succeeded = False
     try:
-        result = train_in_run(config, uri, run_id, run_name, manifest)
+        with EpochProgress(uri, run_id, config.task, config.train.max_epochs):
+            result = train_in_run(config, uri, run_id, run_name, manifest)
         succeeded = True
         return result
     finally:
@@ -69,10 +71,11 @@ def train_in_run(
     tracking.log_params(uri, run_id, flatten(config))
     _log_inputs(uri, run_id, config, manifest)
     ray_address = connect_ray(config.ray.address)
-    MlflowClient(uri).set_tag(run_id, "ray.address", ray_address)
+    client = MlflowClient(uri)
+    client.set_tag(run_id, "ray.address", ray_address)
+    client.set_tag(run_id, "ray.logs", ray_logs_folder())  # the workers' own output
     result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants, start_from)
     best = _best_checkpoint_file(result, config)
-    client = MlflowClient(uri)
     client.log_artifact(run_id, str(best), "checkpoint")
     # MLflow holds the last value of every metric, test metrics included.
     metrics = client.get_run(run_id).data.metrics

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 from typing import Any
 
 from orchestrator.cli.arguments import split_items
@@ -41,5 +43,14 @@ def _launch(args: argparse.Namespace) -> int:
 
     from orchestrator.launch import launch, summary
 
+    _quiet_driver()  # after MLflow's import, which sets its logger's level
+
     print(summary(launch(config)))
     return 0
+
+
+def _quiet_driver() -> None:
+    """The console shows the epochs and the summary, not MLflow's store set-up messages
+    or a progress bar for downloading one small artifact."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -143,6 +143,7 @@ def _make_trainer(
     clip = config.optim.clip
     return pl.Trainer(
         max_epochs=config.train.max_epochs,
+        precision=config.train.precision,
         accelerator="gpu" if config.ray.use_gpu else "cpu",
         devices="auto",
         # Evaluation shards are split unevenly over ranks (a rank may get none), so DDP must

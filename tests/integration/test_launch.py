@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.errors import OrchestratorError
 from orchestrator.launch import launch
-from tests.small_runs import EPOCHS, STEPS_PER_EPOCH, small_config
+from tests.small_runs import EPOCHS, STEPS_PER_EPOCH, small_config, small_overrides
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +193,18 @@ def test_average_of_the_last_epochs_is_validated_and_kept_when_better(local_ray,
     assert len(averaged) == 1 and len(epochs) == EPOCHS  # the epochs' history is untouched
     # 2 DDP ranks validated the average together and agreed on whether it is the best
     assert averaged[0].value < 9 and result.metrics["test_perplexity"] < 9
+
+
+def test_the_console_shows_a_line_per_epoch_and_stays_short(markov_dataset, tmp_path):
+    """Workers' output stays in their Ray log files; the driver prints the epochs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "launch",
+         *small_overrides(markov_dataset, tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    assert done.returncode == 0, done.stderr
+    epochs = [line.split("  ")[0] for line in lines if line.startswith("epoch ")]
+    assert epochs == [f"epoch {n}/{EPOCHS}" for n in range(1, EPOCHS + 1)], lines
+    assert len(lines) < 40, "\n".join(lines)
+    assert any(line.startswith("MLflow run: ") for line in lines)
