@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
+from benchmarks.process_cpu import ProcessCPU
 from benchmarks.results import append_section
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.datasets.batches import IGNORE_INDEX
@@ -78,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="also report user/system CPU seconds per process kind")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     config = resolve_paths(load_config(None, [
@@ -88,8 +91,10 @@ def main() -> None:
         "name=bench-throughput",
     ]))
     ensure_dataset(config)
-    plain = plain_loop(config, args.threads)
-    launched = through_launch(config)
+    with ProcessCPU() as plain_cpu:
+        plain = plain_loop(config, args.threads)
+    with ProcessCPU() as launch_cpu:
+        launched = through_launch(config)
     # The first epoch warms caches and allocators in both; compare the rest.
     plain_rate = statistics.median(plain[1:] or plain)
     launch_rate = statistics.median(launched[1:] or launched)
@@ -102,6 +107,10 @@ def main() -> None:
     notes = (f"Ratio launch / plain = **{launch_rate / plain_rate:.3f}** (goal >= 0.95). "
              f"Char LSTM 2x256, batch {config.data.batch_size} x bptt {config.data.bptt}, "
              f"{args.threads} threads, 1 loader worker, generated grammar corpus.")
+    if args.profile:
+        notes += ("\n\nCPU seconds per process kind over each whole phase (start-up, "
+                  "validation and test included):\n\n" + plain_cpu.table("plain loop")
+                  + "\n\n" + launch_cpu.table("launch"))
     print(append_section("LM training throughput: launch vs plain PyTorch", rows, notes))
 
 
