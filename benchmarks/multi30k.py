@@ -17,12 +17,12 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.launching import ROOT, TRACKING_URI, WORK, launch, prepare_once
 from benchmarks.results import append_section
-from orchestrator.lightning_modules.translation import TranslationTask
+from orchestrator.worker.tasks import load_task_module
 
 
 def decode_times(checkpoint: Path, sources: list[str]) -> dict[int, float]:
     torch.set_num_threads(2)
-    module = TranslationTask.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = load_task_module(checkpoint, ["translation"])
     times = {}
     for beam in (1, 5):
         started = time.perf_counter()

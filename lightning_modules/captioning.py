@@ -8,7 +8,6 @@ document frequencies are that set's references, so no rank scores its share alon
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -193,17 +192,6 @@ class VideoCaptioningTask(CaptioningTask):
 CAPTIONERS: dict[str, type[CaptioningTask]] = {
     "image": ImageCaptioningTask, "video": VideoCaptioningTask,
 }
-
-
-def load_captioner(checkpoint: Path) -> CaptioningTask:
-    """The image or video captioner a checkpoint holds, by the media kind it was saved with."""
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    kind = saved.get("hyper_parameters", {}).get("media", {}).get("kind")
-    if kind not in CAPTIONERS:
-        raise ValueError(f"{checkpoint} is not a captioning checkpoint")
-    module = CAPTIONERS[kind].load_from_checkpoint(checkpoint, map_location="cpu")
-    module.eval()
-    return module
 
 
 def captions_table(scored: list[Scored], beam: int) -> str:

@@ -40,7 +40,7 @@ def has_torchvision() -> bool:
 def _small_cnn(weights: str | None) -> tuple[nn.Module, int]:
     net = SmallCNN()
     if weights:
-        net.load_state_dict(torch.load(weights, map_location="cpu"))
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net, net.out_channels
 
 
@@ -53,7 +53,7 @@ def _resnet(name: str) -> Callable[[str | None], tuple[nn.Module, int]]:
 
         net = getattr(torchvision.models, name)(weights=None)
         if weights:
-            net.load_state_dict(torch.load(weights, map_location="cpu"))
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         # everything up to the last residual stage: the spatial map, before pooling
         return nn.Sequential(*list(net.children())[:-2]), net.fc.in_features
 

@@ -68,7 +68,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
              log: bool = False, config_file: str | None = None) -> EvalResult:
     """One pass over `split` with the checkpoint's weights; with `log`, into a new
     MLflow run of the config's experiment (params, metrics and the task's artifacts)."""
-    from orchestrator.worker.tasks import TASKS
+    from orchestrator.worker.tasks import TASKS, load_task_module
 
     checkpoint = checkpoint_file(path)
     if config_file is not None:
@@ -83,7 +83,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
         tracking.check_reachable(uri)
     spec = TASKS[config.task]
     datamodule = spec.build_datamodule(config)
-    module = spec.module_class.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = load_task_module(checkpoint, [config.task])
     if isinstance(module, EvaluatedWithSettings):  # generating tasks decode with `eval`
         module.set_eval_settings(**config.eval.model_dump())
     # No Lightning logger: MLFlowLogger sets this process's (and its children's) tracking

@@ -31,12 +31,35 @@ def checkpoint_file(path: str | Path) -> Path:
     return checkpoint
 
 
-def config_in_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """The experiment config (a plain dict) a Train run stored in its checkpoint."""
+def read_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's contents, loaded weights-only: tensors and plain values, never code.
+
+    A file that needs anything more to load (a pickled object of any class) is refused
+    without running it, on every supported torch (before 2.6 torch's default ran it)."""
+    import pickle
+
     import torch
 
-    # mmap: the weights stay on disk here; the module is loaded from the file afterwards
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        # mmap: the weights are read from disk as they are used, not all at once
+        stored = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not weights only"
+        raise OrchestratorError(
+            f"checkpoint {checkpoint} was not loaded: it holds more than weights and plain "
+            f"values ({reason[:200]}); only checkpoints that orchestrator writes load"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise OrchestratorError(f"checkpoint {checkpoint} is not a readable torch checkpoint "
+                                f"({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(stored, dict) or "state_dict" not in stored:
+        raise OrchestratorError(f"checkpoint {checkpoint} holds no Lightning state_dict")
+    return stored
+
+
+def config_in_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """The experiment config (a plain dict) a Train run stored in its checkpoint."""
+    stored = read_checkpoint(checkpoint)
     if CONFIG_KEY not in stored:
         raise OrchestratorError(
             f"checkpoint {checkpoint} carries no experiment config (written before "

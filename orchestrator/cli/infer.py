@@ -46,25 +46,21 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from orchestrator.lightning_modules.language_model import LanguageModelTask
-
-    module = _load_checkpoint(args.checkpoint, LanguageModelTask)
+    module = _load_checkpoint(args.checkpoint, "language_model")
     print(module.generate_text(args.prompt, args.length, args.temperature, seed=args.seed))
     return 0
 
 
-
-def _load_checkpoint(path: str, module_class: type) -> Any:
+def _load_checkpoint(path: str, *tasks: str) -> Any:
+    """The trained module in `path` (read weights-only), if it is of one of `tasks`."""
     from orchestrator.run_files import checkpoint_file
+    from orchestrator.worker.tasks import load_task_module
 
-    return module_class.load_from_checkpoint(checkpoint_file(path), map_location="cpu")
-
+    return load_task_module(checkpoint_file(path), tasks)
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from orchestrator.lightning_modules.sentiment import SentimentTask
-
-    module = _load_checkpoint(args.checkpoint, SentimentTask)
+    module = _load_checkpoint(args.checkpoint, "sentiment")
     sentences = [line.strip() for line in sys.stdin if line.strip()]
     for start in range(0, len(sentences), 256):
         chunk = sentences[start : start + 256]
@@ -73,11 +69,8 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _translate(args: argparse.Namespace) -> int:
-    from orchestrator.lightning_modules.translation import TranslationTask
-
-    module = _load_checkpoint(args.checkpoint, TranslationTask)
+    module = _load_checkpoint(args.checkpoint, "translation")
     lines = (read_text(args.input) if args.input else sys.stdin.read()).splitlines()
     sentences = [line.strip() for line in lines if line.strip()]
     for start in range(0, len(sentences), 64):
@@ -86,23 +79,17 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _caption(args: argparse.Namespace) -> int:
-    from orchestrator.lightning_modules.captioning import load_captioner
-    from orchestrator.run_files import checkpoint_file
-
-    checkpoint = checkpoint_file(args.checkpoint)
     for path in args.files:
         if not path.is_file():
             raise OrchestratorError(f"{path} does not exist")
-    module = load_captioner(checkpoint)
+    module = _load_checkpoint(args.checkpoint, "image_captioning", "video_captioning")
     for start in range(0, len(args.files), 16):
         chunk = args.files[start : start + 16]
         pixels = _read_media(chunk, module.media)
         for path, caption in zip(chunk, module.caption(pixels, args.beam_size), strict=True):
             print(f"{path}\t{caption}")
     return 0
-
 
 
 def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:

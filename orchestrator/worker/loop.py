@@ -75,7 +75,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     else:
         with checkpoint.as_directory() as folder:
             resume_from = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from),
+                        weights_only=True)
 
     final = {key: float(value) for key, value in trainer.callback_metrics.items()}
     final["epoch"] = trainer.current_epoch - 1  # the last epoch, as the epoch reports count

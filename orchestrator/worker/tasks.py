@@ -6,8 +6,9 @@ experiment config, and which module class loads the task's checkpoints."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,6 +18,7 @@ from orchestrator.datasets.caption_data import CaptionDataModule, VideoCaptionDa
 from orchestrator.datasets.classification_data import ClassificationDataModule
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.datasets.translation_data import TranslationDataModule
+from orchestrator.errors import OrchestratorError
 from orchestrator.lightning_modules.captioning import (
     CAPTIONERS,
     CaptioningTask,
@@ -31,6 +33,7 @@ from orchestrator.lightning_modules.sentiment import SentimentTask
 from orchestrator.lightning_modules.seq2seq import Seq2SeqConfig
 from orchestrator.lightning_modules.translation import TranslationTask
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
+from orchestrator.run_files import CONFIG_KEY, read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -187,3 +190,20 @@ TASKS: dict[str, TaskSpec] = {
     "image_captioning": _captioning_spec(ImageCaptioningTask),
     "video_captioning": _captioning_spec(VideoCaptioningTask),
 }
+
+
+def load_task_module(checkpoint: Path, tasks: Sequence[str]) -> pl.LightningModule:
+    """The trained module a checkpoint holds, built from its stored hyperparameters and
+    weights (read weights-only), in eval mode; `tasks` are those the caller can use."""
+    stored = read_checkpoint(checkpoint)
+    task = stored.get(CONFIG_KEY, {}).get("task")
+    if task is None and len(tasks) == 1:  # written before checkpoints carried their config
+        task = tasks[0]
+    if task not in tasks:
+        raise OrchestratorError(
+            f"checkpoint {checkpoint} holds a {task or 'model of an unknown task'}; "
+            f"this command needs {' or '.join(tasks)}"
+        )
+    module = TASKS[task].module_class(**stored["hyper_parameters"])
+    module.load_state_dict(stored["state_dict"])
+    return module.eval()

@@ -170,7 +170,7 @@ def test_eval_validates_on_request_and_refuses_a_checkpoint_without_its_config(
 ):
     assert main(["eval", translated.checkpoint, "--split", "val"]) == 0
     assert "val_bleu" in capsys.readouterr().out
-    stored = torch.load(translated.checkpoint, map_location="cpu", weights_only=False)
+    stored = torch.load(translated.checkpoint, map_location="cpu", weights_only=True)
     config = tmp_path / "config.yaml"  # as MLflow keeps it with the run
     config.write_text(yaml.safe_dump(stored.pop("orchestrator_config")))
     torch.save(stored, tmp_path / "bare.ckpt")
