@@ -204,6 +204,11 @@ def load_task_module(checkpoint: Path, tasks: Sequence[str]) -> pl.LightningModu
             f"checkpoint {checkpoint} holds a {task or 'model of an unknown task'}; "
             f"this command needs {' or '.join(tasks)}"
         )
-    module = TASKS[task].module_class(**stored["hyper_parameters"])
-    module.load_state_dict(stored["state_dict"])
+    try:
+        module = TASKS[task].module_class(**stored["hyper_parameters"])
+        module.load_state_dict(stored["state_dict"])
+    except (TypeError, RuntimeError) as exc:  # settings or weights of another version
+        reason = " ".join(str(exc).split())[:200]
+        raise OrchestratorError(f"checkpoint {checkpoint} does not fit this version's "
+                                f"{task} model ({reason})") from None
     return module.eval()

@@ -84,3 +84,14 @@ def test_a_real_checkpoint_loads_its_weights_and_generates(language_model, capsy
     assert all(torch.equal(value, saved[key]) for key, value in module.state_dict().items())
     assert main(["generate", str(language_model), "--prompt", "ab", "--length", "5"]) == 0
     assert capsys.readouterr().out.startswith("ab")
+
+
+def test_a_checkpoint_of_an_older_version_is_one_line_naming_what_does_not_fit(
+        language_model, tmp_path, capsys):
+    stored = torch.load(language_model, weights_only=True)
+    stored["hyper_parameters"]["search"] = {"beam_sizes": [1]}  # a setting renamed since
+    old = tmp_path / "old.ckpt"
+    torch.save(stored, old)
+    assert main(["generate", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this version's language_model model" in err and "search" in err
