@@ -24,7 +24,7 @@ from orchestrator.config import ExperimentConfig, flatten, load_config, with_ove
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import ensure_dataset, resolve_paths
 from orchestrator.lightning_modules.eval_settings import EvaluatedWithSettings
-from orchestrator.run_files import checkpoint_file, config_in_checkpoint
+from orchestrator.run_files import checkpoint_file, config_in_checkpoint, read_checkpoint
 from orchestrator.task_metrics import TASK_METRICS
 
 Split = Literal["val", "test"]
@@ -51,30 +51,33 @@ def refuse_ineffective_overrides(config: ExperimentConfig, overrides: list[str])
         if key.startswith(EFFECTIVE_KEYS) and not key.startswith(FIXED_BY_WEIGHTS) and (
                 decodes or not key.startswith("eval.")):
             continue
-        valid = "data.*, tracking.*, name, train.progress_bar" + (", eval.*" if decodes else "")
+        valid = ", ".join(f"{key}*" if key.endswith(".") else key for key in EFFECTIVE_KEYS
+                          if decodes or key != "eval.")
         raise OrchestratorError(
             f"override {item!r} cannot take effect in `orchestrator eval`: the checkpoint's "
             f"weights and settings fix it for this {config.task} model (valid: {valid})"
         )
 
 
-def stored_config(checkpoint: Path, overrides: list[str]) -> ExperimentConfig:
+def stored_config(stored: dict[str, Any], checkpoint: Path,
+                  overrides: list[str]) -> ExperimentConfig:
     """The config the checkpoint was trained with, overrides applied."""
-    stored = ExperimentConfig.model_validate(config_in_checkpoint(checkpoint))
-    return with_overrides(stored, overrides)
+    trained = ExperimentConfig.model_validate(config_in_checkpoint(stored, checkpoint))
+    return with_overrides(trained, overrides)
 
 
 def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
              log: bool = False, config_file: str | None = None) -> EvalResult:
     """One pass over `split` with the checkpoint's weights; with `log`, into a new
     MLflow run of the config's experiment (params, metrics and the task's artifacts)."""
-    from orchestrator.worker.tasks import TASKS, load_task_module
+    from orchestrator.worker.tasks import TASKS, module_from_checkpoint
 
     checkpoint = checkpoint_file(path)
+    stored = read_checkpoint(checkpoint)  # once: the config and the weights come from it
     if config_file is not None:
         config = resolve_paths(load_config(config_file, overrides))
     else:
-        config = stored_config(checkpoint, overrides)
+        config = stored_config(stored, checkpoint, overrides)
     refuse_ineffective_overrides(config, overrides)
     ensure_dataset(config)
     uri = ""
@@ -83,7 +86,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
         tracking.check_reachable(uri)
     spec = TASKS[config.task]
     datamodule = spec.build_datamodule(config)
-    module = load_task_module(checkpoint, [config.task])
+    module = module_from_checkpoint(stored, checkpoint, [config.task])
     if isinstance(module, EvaluatedWithSettings):  # generating tasks decode with `eval`
         module.set_eval_settings(**config.eval.model_dump())
     # No Lightning logger: MLFlowLogger sets this process's (and its children's) tracking

@@ -57,9 +57,9 @@ def read_checkpoint(checkpoint: Path) -> dict[str, Any]:
     return stored
 
 
-def config_in_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """The experiment config (a plain dict) a Train run stored in its checkpoint."""
-    stored = read_checkpoint(checkpoint)
+def config_in_checkpoint(stored: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """The experiment config (a plain dict) a Train run stored in its checkpoint, whose
+    contents `read_checkpoint` gave as `stored`."""
     if CONFIG_KEY not in stored:
         raise OrchestratorError(
             f"checkpoint {checkpoint} carries no experiment config (written before "

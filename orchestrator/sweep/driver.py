@@ -1,7 +1,8 @@
 """`orchestrator sweep`: a Ray Tune sweep whose trials are `launch`'s own Train runs.
 
-This file checks a sweep against the experiment schema before anything starts, and
-supplies the trial function; `orchestrator.tuning` runs Tune, MLflow runs and the report.
+This file checks a sweep against the experiment schema before anything starts and hands
+Tune the trial function (`sweep/trial.py`); `orchestrator.tuning` runs Tune, MLflow runs
+and the report.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from orchestrator.run_files import CONFIG_KEY, read_checkpoint
 
 @dataclass(frozen=True)
 class TaskSpec:
-    module_class: type[pl.LightningModule]  # also loads the task's checkpoints
+    module_class: type[pl.LightningModule]  # built from a checkpoint by load_task_module
     build_datamodule: Callable[[ExperimentConfig], pl.LightningDataModule]
     build_module: Callable[[ExperimentConfig, pl.LightningDataModule], pl.LightningModule]
     # Example outputs of a trained model, logged as samples.txt
@@ -193,9 +193,14 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def load_task_module(checkpoint: Path, tasks: Sequence[str]) -> pl.LightningModule:
-    """The trained module a checkpoint holds, built from its stored hyperparameters and
-    weights (read weights-only), in eval mode; `tasks` are those the caller can use."""
-    stored = read_checkpoint(checkpoint)
+    """The trained module a checkpoint holds (read weights-only), in eval mode; `tasks`
+    are those the caller can use."""
+    return module_from_checkpoint(read_checkpoint(checkpoint), checkpoint, tasks)
+
+
+def module_from_checkpoint(stored: dict[str, Any], checkpoint: Path,
+                           tasks: Sequence[str]) -> pl.LightningModule:
+    """The module built from a read checkpoint's hyperparameters and weights."""
     task = stored.get(CONFIG_KEY, {}).get("task")
     if task is None and len(tasks) == 1:  # written before checkpoints carried their config
         task = tasks[0]
