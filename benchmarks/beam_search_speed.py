@@ -21,8 +21,8 @@ import torch
 
 from benchmarks.results import append_section
 from orchestrator.lightning_modules.decoding import BeamSearch, DecodingConfig, Greedy
+from tests.lightning_modules.test_decoding import BOS, EOS, PAD, AttentionGRU
 from tests.reference_beam_search import reference_batch
-from tests.test_decoding import BOS, EOS, PAD, AttentionGRU
 
 VOCAB, HIDDEN = 8000, 256
 SHARPEN = 12.0  # output weights scaled so the top token gets ~0.35, as in a trained model
