@@ -68,6 +68,6 @@ def test_no_function_is_longer_than_60_lines():
 
 
 def test_ruff_is_clean_complexity_rules_included():
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO)], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
