@@ -18,7 +18,7 @@ from tqdm import tqdm
 from orchestrator.datasets.caption_sources import CaptionedItem
 from orchestrator.datasets.caption_text import caption_words
 from orchestrator.datasets.images import IMAGE_SUFFIXES
-from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, sha256_of
+from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, describe_files
 from orchestrator.datasets.tokenizer import Tokenizer
 
 VOCAB_FILE = "vocab.json"
@@ -76,7 +76,7 @@ def prepare_captions(
     files = [VOCAB_FILE] + [shard for info in infos.values() for shard in info.shards]
     manifest = DatasetManifest(
         task=task, vocab_file=VOCAB_FILE, splits=infos,
-        checksums={name: sha256_of(out_dir / name) for name in files},
+        **describe_files(out_dir, files),
         text={"tokenizer": "caption_words", **(text or {})}, location=str(out_dir),
     )
     (out_dir / "dataset.json").write_text(manifest.to_json())

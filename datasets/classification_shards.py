@@ -13,7 +13,7 @@ from pathlib import Path
 import webdataset as wds
 from tqdm import tqdm
 
-from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, sha256_of
+from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, describe_files
 from orchestrator.datasets.text_shards import VOCAB_FILE
 from orchestrator.datasets.tokenizer import Tokenizer, split_tokens
 
@@ -88,7 +88,7 @@ def prepare_classification(
     files = [VOCAB_FILE] + [shard for info in infos.values() for shard in info.shards]
     manifest = DatasetManifest(
         task="sentiment", vocab_file=VOCAB_FILE, splits=infos,
-        checksums={name: sha256_of(out_dir / name) for name in files},
+        **describe_files(out_dir, files),
         labels=labels, location=str(out_dir),
     )
     (out_dir / "dataset.json").write_text(manifest.to_json())

@@ -2,7 +2,8 @@
 
 It is the contract between `orchestrator data prepare`, user-made data and the readers:
 the task, each split's sample/token counts and shard list, the vocabulary file, and a
-sha256 checksum for every file.
+sha256 checksum and size in bytes for every file (`sizes` is newer: manifests without it
+still load, and are checked by checksum only).
 """
 
 from __future__ import annotations
@@ -12,9 +13,20 @@ import json
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 MANIFEST_NAME = "dataset.json"
 FORMAT_VERSION = 1
+
+# Which `orchestrator data prepare KIND` makes each task's data: errors name the command
+# that rebuilds a damaged dataset.
+PREPARE_KINDS = {
+    "language_model": "text",
+    "sentiment": "classification",
+    "translation": "translation",
+    "image_captioning": "captions",
+    "video_captioning": "video",
+}
 
 
 class DatasetError(Exception):
@@ -34,6 +46,7 @@ class DatasetManifest:
     vocab_file: str
     splits: dict[str, SplitInfo]
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> "sha256:<hex>"
+    sizes: dict[str, int] = field(default_factory=dict)  # file name -> bytes (cheap to check)
     labels: list[str] | None = None  # classification: class names in index order
     # translation: the target side's vocabulary (vocab_file is the source side's), the
     # language codes and how text is tokenised: {"src": "de", "tgt": "en", "tokenizer": ...}
@@ -81,9 +94,25 @@ def check_local_shards(manifest: DatasetManifest) -> None:
     missing = [name for name in names if not (root / name).is_file()]
     if missing:
         raise DatasetError(
-            f"dataset {root} is missing {', '.join(missing)}; "
-            "prepare it again with `orchestrator data prepare`"
+            f"dataset {root} is missing {', '.join(missing)}; {rebuild_hint(manifest)}"
         )
+
+
+def rebuild_hint(manifest: DatasetManifest) -> str:
+    """How to make a damaged dataset again: the `data prepare` kind of its task, so the user
+    need not work out which of the five commands wrote it."""
+    kind = PREPARE_KINDS.get(manifest.task, "KIND")
+    return (f"prepare it again with `orchestrator data prepare {kind} ... "
+            f"--out {manifest.location} --overwrite`")
+
+
+def describe_files(root: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The `checksums` and `sizes` of a manifest for freshly written files: the writers'
+    one way to record what later checks compare against."""
+    return {
+        "checksums": {name: sha256_of(root / name) for name in names},
+        "sizes": {name: (root / name).stat().st_size for name in names},
+    }
 
 
 def verify_checksums(manifest: DatasetManifest) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import webdataset as wds
 from tqdm import tqdm
 
-from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, sha256_of
+from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, describe_files
 from orchestrator.datasets.tokenizer import Level, Tokenizer, split_tokens
 
 VOCAB_FILE = "vocab.json"
@@ -57,7 +57,7 @@ def prepare_text(
         task="language_model",
         vocab_file=VOCAB_FILE,
         splits=infos,
-        checksums={name: sha256_of(out_dir / name) for name in files},
+        **describe_files(out_dir, files),
         location=str(out_dir),
     )
     (out_dir / "dataset.json").write_text(manifest.to_json())

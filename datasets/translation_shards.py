@@ -12,7 +12,7 @@ from pathlib import Path
 import webdataset as wds
 from tqdm import tqdm
 
-from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, sha256_of
+from orchestrator.datasets.manifest import DatasetManifest, SplitInfo, describe_files
 from orchestrator.datasets.sentencepiece_text import SentencePieceText, train_sentencepiece
 from orchestrator.datasets.text_processing import text_processors
 from orchestrator.datasets.tokenizer import Tokenizer
@@ -68,7 +68,7 @@ def prepare_translation(
     files += [s for info in infos.values() for s in info.shards]
     manifest = DatasetManifest(
         task="translation", vocab_file=SOURCE_VOCAB, target_vocab_file=TARGET_VOCAB,
-        splits=infos, checksums={name: sha256_of(out_dir / name) for name in files},
+        splits=infos, **describe_files(out_dir, files),
         text=text, location=str(out_dir),
     )
     (out_dir / "dataset.json").write_text(manifest.to_json())

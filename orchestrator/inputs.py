@@ -17,7 +17,9 @@ from orchestrator.datasets.manifest import (
     DatasetManifest,
     check_local_shards,
     load_manifest,
+    rebuild_hint,
 )
+from orchestrator.datasets.verification import damaged_files, is_local
 from orchestrator.errors import OrchestratorError
 
 
@@ -36,19 +38,13 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
-    """Generate the built-in sample corpus if asked, then check the dataset is whole."""
+    """Generate the built-in sample corpus if asked, then check the dataset is whole: a
+    truncated or corrupt shard fails here, in one line naming it, not minutes later inside
+    a Ray worker. Sizes are checked every time; checksums are hashed once and remembered
+    beside the manifest (`datasets.verification`), so a large dataset costs one pass."""
     path = config.data.path
-    is_local = "://" not in path and not path.startswith("pipe:")
-    if is_local and not (Path(path) / MANIFEST_NAME).is_file():
-        if config.data.sample is None:
-            raise OrchestratorError(
-                f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
-                f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
-            )
-        from orchestrator.datasets.samples import SAMPLE_DATASETS  # the generators need torch
-
-        print(f"generating the {config.data.sample!r} sample dataset in {path}")
-        SAMPLE_DATASETS[config.data.sample](Path(path), config.seed)
+    if is_local(path) and not (Path(path) / MANIFEST_NAME).is_file():
+        _generate_sample(config, Path(path))
     try:
         manifest = load_manifest(path)
         check_local_shards(manifest)
@@ -61,7 +57,44 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
     for split in ("train", "val", "test"):
         if split not in manifest.splits:
             raise OrchestratorError(f"data.path {path} has no {split!r} split")
+    damaged = damaged_files(manifest)
+    if damaged:
+        raise OrchestratorError(
+            f"data.path {path}: {', '.join(damaged)}; {_how_to_rebuild(config, manifest)}"
+        )
     return manifest
+
+
+def _generate_sample(config: ExperimentConfig, path: Path) -> None:
+    """Write the configured sample dataset at `path`, all or nothing; never over files that
+    are there (they may be the user's)."""
+    if config.data.sample is None:
+        raise OrchestratorError(
+            f"data.path {path} has no {MANIFEST_NAME}; make one with `orchestrator data "
+            f"prepare text --input FILE --out {path}`, or set data.sample=grammar"
+        )
+    if path.is_dir() and any(path.iterdir()):
+        raise OrchestratorError(
+            f"data.path {path} holds files but no {MANIFEST_NAME} (not a dataset, or one "
+            f"an older version left half-written); delete it to generate the "
+            f"{config.data.sample!r} sample there, or set data.path to an empty folder"
+        )
+    from orchestrator.datasets.samples import SAMPLE_DATASETS  # the generators need torch
+
+    print(f"generating the {config.data.sample!r} sample dataset in {path}")
+    try:
+        SAMPLE_DATASETS[config.data.sample](path, config.seed)
+    except DatasetError:
+        if not (path / MANIFEST_NAME).is_file():
+            raise
+        # another run generated the same sample meanwhile; theirs is whole, ours is gone
+
+
+def _how_to_rebuild(config: ExperimentConfig, manifest: DatasetManifest) -> str:
+    """A generated sample is rebuilt by deleting it; anything else by `data prepare`."""
+    if config.data.sample is not None:
+        return f"delete {manifest.location} and the next run generates it again"
+    return rebuild_hint(manifest)
 
 
 def connect_ray(address: str | None, resources: dict[str, float] | None = None) -> str:
