@@ -1,7 +1,9 @@
 """The built-in sample datasets (config `data.sample`), generated on first use.
 
 Small synthetic tasks a model can learn in a minute on a laptop, written through the same
-`data prepare` code as real data, so the first run exercises the real pipeline.
+`data prepare` code as real data, so the first run exercises the real pipeline; and, like
+`data prepare`, all-or-nothing (`dataset_folder`): a generation stopped halfway leaves no
+folder that a later run could take for a whole dataset.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from orchestrator.datasets.caption_shards import prepare_captions, split_items
 from orchestrator.datasets.caption_sources import read_flickr_captions, read_video_csv
 from orchestrator.datasets.classification_shards import prepare_classification
+from orchestrator.datasets.dataset_folder import build_dataset
+from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.datasets.synthetic import (
     date_pairs,
     first_word_examples,
@@ -30,52 +34,70 @@ from orchestrator.datasets.video_shards import mp4_fields
 SAMPLE_SIZE_CHARS = 300_000
 
 
-def _write_text_sample(corpus: Callable[..., str]) -> Callable[[Path, int], None]:
-    def write(path: Path, seed: int) -> None:
+Writer = Callable[[Path, int], DatasetManifest]
+
+
+def _all_or_nothing(write: Writer) -> Callable[[Path, int], None]:
+    """`write` run into a temporary folder beside `path`, moved there only when complete.
+    The caller makes sure `path` is absent or empty: a sample never replaces anything."""
+
+    def generate(path: Path, seed: int) -> None:
+        build_dataset(path, lambda folder: write(folder, seed))
+
+    return generate
+
+
+def _write_text_sample(corpus: Callable[..., str]) -> Writer:
+    def write(path: Path, seed: int) -> DatasetManifest:
         text = corpus(SAMPLE_SIZE_CHARS, seed=seed)
-        prepare_text(split_by_fraction(text, 0.05, 0.05), path, "char", 512, 32)
+        return prepare_text(split_by_fraction(text, 0.05, 0.05), path, "char", 512, 32)
 
     return write
 
 
-def _write_dates_sample(path: Path, seed: int) -> None:
+def _write_dates_sample(path: Path, seed: int) -> DatasetManifest:
     pairs = date_pairs(5000, seed=seed)
     splits = {"train": pairs[:4400], "val": pairs[4400:4700], "test": pairs[4700:]}
-    prepare_translation(splits, path, "en", "en", min_freq=1, samples_per_shard=1000)
+    return prepare_translation(splits, path, "en", "en", min_freq=1, samples_per_shard=1000)
 
 
-def _write_first_word_sample(path: Path, seed: int) -> None:
+def _write_first_word_sample(path: Path, seed: int) -> DatasetManifest:
     rows = first_word_examples(3000, seed=seed)
     splits = {"train": rows[:2400], "val": rows[2400:2700], "test": rows[2700:]}
-    prepare_classification(splits, path, samples_per_shard=500)
+    return prepare_classification(splits, path, samples_per_shard=500)
 
 
 SHAPES_IMAGES = 2400  # 1/12 each for val and test
 MOVING_SHAPES_CLIPS = 1200
 
 
-def _write_shapes_sample(path: Path, seed: int) -> None:
+def _write_shapes_sample(path: Path, seed: int) -> DatasetManifest:
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder)
         items = read_flickr_captions(write_shapes_folder(raw, SHAPES_IMAGES, seed), raw / "images")
-        prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path, samples_per_shard=500)
+        return prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path,
+                                samples_per_shard=500)
 
 
-def _write_moving_shapes_sample(path: Path, seed: int) -> None:
+def _write_moving_shapes_sample(path: Path, seed: int) -> DatasetManifest:
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder)
         captions = write_moving_shapes_folder(raw, MOVING_SHAPES_CLIPS, seed)
         items = read_video_csv(captions, raw / "videos")
-        prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path, "video_captioning",
-                         mp4_fields, samples_per_shard=250, text={"media": "mp4"})
+        return prepare_captions(split_items(items, 1 / 12, 1 / 12, seed), path,
+                                "video_captioning", mp4_fields, samples_per_shard=250,
+                                text={"media": "mp4"})
 
 
-# The built-in sample datasets (config `data.sample`): name -> writer(path, seed).
+# The built-in sample datasets (config `data.sample`): name -> generate(path, seed), which
+# writes the whole dataset at `path` (absent or empty) or nothing.
 SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
-    "grammar": _write_text_sample(grammar_text),
-    "markov": _write_text_sample(markov_text),
-    "first_word": _write_first_word_sample,
-    "dates": _write_dates_sample,
-    "shapes": _write_shapes_sample,
-    "moving_shapes": _write_moving_shapes_sample,
+    name: _all_or_nothing(write) for name, write in {
+        "grammar": _write_text_sample(grammar_text),
+        "markov": _write_text_sample(markov_text),
+        "first_word": _write_first_word_sample,
+        "dates": _write_dates_sample,
+        "shapes": _write_shapes_sample,
+        "moving_shapes": _write_moving_shapes_sample,
+    }.items()
 }

@@ -1,15 +1,23 @@
 """`orchestrator data prepare KIND` (raw data -> WebDataset shards + dataset.json) for every
-kind, and `orchestrator data verify`."""
+kind, and `orchestrator data verify`.
+
+Every kind writes through `datasets.dataset_folder`: into a temporary folder beside --out,
+moved into place when complete, so an existing dataset is replaced only with --overwrite and
+only by a complete one. --out is checked before any input is read."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli.arguments import read_text
 from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from orchestrator.datasets.manifest import DatasetManifest
 
 IMAGE_FORMATS = ("auto", "flickr", "coco")
 
@@ -18,7 +26,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     data = commands.add_parser("data", parents=[common], help="prepare and check datasets")
     data_commands = data.add_subparsers(title="data commands")
     verify = data_commands.add_parser(
-        "verify", parents=[common], help="check a local dataset's files against dataset.json"
+        "verify", parents=[common], help="check a local dataset's files against dataset.json",
+        description="Hashes every file (no cache) and compares sizes and sha256 checksums "
+        "with dataset.json; fails when dataset.json has no checksums.",
     )
     verify.add_argument("path", help="a dataset folder")
     verify.set_defaults(handler=_verify)
@@ -42,7 +52,7 @@ def _register_text(kinds: Any, common: argparse.ArgumentParser) -> None:
     text.add_argument("--train", type=Path)
     text.add_argument("--val", type=Path)
     text.add_argument("--test", type=Path)
-    text.add_argument("--out", type=Path, required=True, help="output folder")
+    _output_arguments(text)
     text.add_argument("--level", choices=["char", "word"], default="char")
     text.add_argument("--sample-tokens", type=int, default=1024,
                       help="tokens per sample (a contiguous segment of text)")
@@ -60,7 +70,7 @@ def _register_classification(kinds: Any, common: argparse.ArgumentParser) -> Non
     labelled.add_argument("--train", type=Path, required=True)
     labelled.add_argument("--val", type=Path)
     labelled.add_argument("--test", type=Path)
-    labelled.add_argument("--out", type=Path, required=True, help="output folder")
+    _output_arguments(labelled)
     labelled.add_argument("--format", choices=["lines", "trees"], default="lines",
                           help="`label sentence` lines, or SST trees (root label)")
     labelled.add_argument("--labels", choices=["fine", "binary"], default="fine",
@@ -82,7 +92,7 @@ def _register_translation(kinds: Any, common: argparse.ArgumentParser) -> None:
     parallel.add_argument("--train", required=True, help="prefix of the training files")
     parallel.add_argument("--val", help="prefix of the validation files")
     parallel.add_argument("--test", help="prefix of the test files")
-    parallel.add_argument("--out", type=Path, required=True, help="output folder")
+    _output_arguments(parallel)
     parallel.add_argument("--lowercase", action="store_true")
     parallel.add_argument("--min-freq", type=int, default=2)
     parallel.add_argument("--max-vocab", type=int, default=None)
@@ -126,8 +136,14 @@ def _register_video(kinds: Any, common: argparse.ArgumentParser) -> None:
     video.set_defaults(handler=_prepare_video)
 
 
-def _common_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the dataset at --out (only once the new one is complete)")
+
+
+def _common_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    _output_arguments(parser)
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0, help="of the split by item")
@@ -138,21 +154,59 @@ def _common_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from orchestrator.datasets.manifest import check_local_shards, load_manifest, verify_checksums
+    """The explicit check: hashes every file, never trusting the cache a launch uses, and
+    fails where there is nothing to check against (a pass must mean something)."""
+    from orchestrator.datasets.manifest import check_local_shards, load_manifest, rebuild_hint
+    from orchestrator.datasets.verification import damaged_files, is_local
 
     manifest = load_manifest(args.path)
-    check_local_shards(manifest)
-    corrupt = verify_checksums(manifest)
-    if corrupt:
+    if not is_local(manifest.location):
+        raise OrchestratorError(f"{args.path} is not a local folder; data verify checks "
+                                "local datasets (copy it here first)")
+    if not manifest.checksums:
         raise OrchestratorError(
-            f"{args.path}: {', '.join(corrupt)} differ from the checksums in dataset.json; "
-            "prepare the dataset again"
+            f"{args.path}/dataset.json has no checksums, so its files cannot be verified; "
+            f"{rebuild_hint(manifest)}"
+        )
+    check_local_shards(manifest)
+    damaged = damaged_files(manifest, use_cache=False)
+    if damaged:
+        raise OrchestratorError(
+            f"{args.path}: {', '.join(damaged)}; {rebuild_hint(manifest)}"
         )
     print(f"{args.path}: all {len(manifest.checksums)} files match dataset.json")
     return 0
 
 
+def _out_checked_first(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Refuse an occupied --out before reading any input: reading and tokenising a corpus
+    can take minutes that a refusal at the end would waste."""
 
+    @functools.wraps(handler)
+    def checked(args: argparse.Namespace) -> int:
+        from orchestrator.datasets.dataset_folder import refuse_existing
+
+        refuse_existing(args.out, args.overwrite)
+        return handler(args)
+
+    return checked
+
+
+def _build(args: argparse.Namespace, write: Callable[[Path], DatasetManifest]) -> DatasetManifest:
+    """Run a writer into a temporary folder and move the dataset to --out when complete;
+    a writer's complaint about its input (ValueError) is the user's one-line error."""
+    from orchestrator.datasets.dataset_folder import build_dataset
+
+    try:
+        return build_dataset(args.out, write, overwrite=args.overwrite)
+    except ValueError as exc:
+        raise OrchestratorError(str(exc)) from None
+
+
+
+@_out_checked_first
 def _prepare_text(args: argparse.Namespace) -> int:
     from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
     from orchestrator.datasets.tokenizer import Tokenizer
@@ -164,10 +218,10 @@ def _prepare_text(args: argparse.Namespace) -> int:
         splits = {name: read_text(path) for name, path in named.items() if path is not None}
     else:
         raise OrchestratorError("give --input FILE, or --train FILE [--val FILE --test FILE]")
-    manifest = prepare_text(
-        splits, args.out, args.level, args.sample_tokens, args.samples_per_shard,
+    manifest = _build(args, lambda folder: prepare_text(
+        splits, folder, args.level, args.sample_tokens, args.samples_per_shard,
         args.min_freq, args.max_vocab,
-    )
+    ))
     vocab = Tokenizer.from_json(manifest.read_file(manifest.vocab_file))
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} samples, {info.tokens} tokens, {len(info.shards)} shards")
@@ -176,6 +230,7 @@ def _prepare_text(args: argparse.Namespace) -> int:
 
 
 
+@_out_checked_first
 def _prepare_classification(args: argparse.Namespace) -> int:
     from orchestrator.datasets import classification_shards as shards
 
@@ -191,13 +246,10 @@ def _prepare_classification(args: argparse.Namespace) -> int:
     labels = None
     if args.format == "trees":
         labels = shards.SST_BINARY_LABELS if args.labels == "binary" else shards.SST_FINE_LABELS
-    try:
-        manifest = shards.prepare_classification(
-            splits, args.out, labels, lowercase=not args.keep_case, min_freq=args.min_freq,
-            max_vocab=args.max_vocab,
-        )
-    except ValueError as exc:
-        raise OrchestratorError(str(exc)) from None
+    manifest = _build(args, lambda folder: shards.prepare_classification(
+        splits, folder, labels, lowercase=not args.keep_case, min_freq=args.min_freq,
+        max_vocab=args.max_vocab,
+    ))
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} sentences, {len(info.shards)} shards")
     print(f"wrote {args.out / 'dataset.json'} (labels: {', '.join(manifest.labels or [])})")
@@ -205,6 +257,7 @@ def _prepare_classification(args: argparse.Namespace) -> int:
 
 
 
+@_out_checked_first
 def _prepare_translation(args: argparse.Namespace) -> int:
     from orchestrator.datasets.translation_shards import prepare_translation, read_parallel
 
@@ -222,11 +275,11 @@ def _prepare_translation(args: argparse.Namespace) -> int:
             splits[name] = read_parallel(source, target)
         except ValueError as exc:
             raise OrchestratorError(str(exc)) from None
-    manifest = prepare_translation(
-        splits, args.out, args.source_lang, args.target_lang, args.lowercase, args.min_freq,
+    manifest = _build(args, lambda folder: prepare_translation(
+        splits, folder, args.source_lang, args.target_lang, args.lowercase, args.min_freq,
         args.max_vocab, args.samples_per_shard, subword=args.subword,
         subword_vocab_size=args.subword_vocab_size,
-    )
+    ))
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} sentence pairs, {len(info.shards)} shards")
     print(f"wrote {args.out / 'dataset.json'}")
@@ -234,6 +287,7 @@ def _prepare_translation(args: argparse.Namespace) -> int:
 
 
 
+@_out_checked_first
 def _prepare_captions(args: argparse.Namespace) -> int:
     from orchestrator.datasets.caption_sources import read_coco_captions, read_flickr_captions
 
@@ -248,6 +302,7 @@ def _prepare_captions(args: argparse.Namespace) -> int:
 
 
 
+@_out_checked_first
 def _prepare_video(args: argparse.Namespace) -> int:
     from orchestrator.datasets.caption_sources import read_video_csv, read_video_json
     from orchestrator.datasets.video_shards import frame_fields, mp4_fields, readable_clips
@@ -286,13 +341,13 @@ def _write(args: argparse.Namespace, items: list[Any], task: str, media: Any,
 
     try:
         splits = split_items(items, args.val_fraction, args.test_fraction, args.seed)
-        options = {"media": media} if media else {}
-        manifest = prepare_captions(
-            splits, args.out, task, min_freq=args.min_freq, max_vocab=args.max_vocab,
-            samples_per_shard=args.samples_per_shard, text=text, **options,
-        )
     except ValueError as exc:
         raise OrchestratorError(str(exc)) from None
+    options = {"media": media} if media else {}
+    manifest = _build(args, lambda folder: prepare_captions(
+        splits, folder, task, min_freq=args.min_freq, max_vocab=args.max_vocab,
+        samples_per_shard=args.samples_per_shard, text=text, **options,
+    ))
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} items, {info.tokens} caption words, "
               f"{len(info.shards)} shards")
