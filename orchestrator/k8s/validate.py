@@ -5,7 +5,8 @@ after applying their defaults, as the API server does. The CRDs do not forbid un
 (the server prunes them silently), so every object schema here is closed first: a misspelled
 field is an error, not a silently dropped setting. Core objects go to `kubernetes-validate`
 in strict mode; its schemas accept any string as a quantity, so quantities are checked here.
-CEL rules (x-kubernetes-validations) are not evaluated.
+The CRDs' CEL rules (x-kubernetes-validations) are evaluated (`cel_rules`), and `lint` adds
+what KubeRay's operator and the kubelet refuse later, which no schema says.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from orchestrator.k8s.cel_rules import CheckUnavailable, cel_findings
+from orchestrator.k8s.lint import lint
+
 KUBERNETES_VERSION = "1.33"
+RAY_GROUP = "ray.io"
+CRDS_HINT = (
+    "pass --crds DIR or set ORCHESTRATOR_KUBERAY_CRDS to a folder with the CRD YAML (e.g. "
+    "`kubectl get crd rayjobs.ray.io rayclusters.ray.io -o yaml > DIR/kuberay-crds.yaml`)"
+)
 # k8s.io/apimachinery/pkg/api/resource: the quantity grammar the CRDs also use.
 QUANTITY = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
@@ -33,36 +42,54 @@ def load_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def problems(manifest: dict[str, Any], crd_dir: Path | None) -> list[str]:
+def problems(
+    manifest: dict[str, Any], crd_dir: Path | None, require_crds: bool = True
+) -> list[str]:
     """Everything wrong with one manifest, each as `kind/name: path: message`; [] if valid.
 
-    Kinds that a CRD in crd_dir defines are checked against it; all others must be core
-    Kubernetes kinds. Without crd_dir, custom resources are reported as unknown kinds.
+    Kinds that a CRD in crd_dir defines are checked against it (schema, then CEL rules); all
+    others must be core Kubernetes kinds. A ray.io object without crd_dir is reported as not
+    checked, unless require_crds is False (`k8s render` says so once instead).
     """
-    name = f"{manifest.get('kind')}/{manifest.get('metadata', {}).get('name')}"
+    name = f"{manifest.get('kind')}/{(manifest.get('metadata') or {}).get('name')}"
     crds = crd_schemas(crd_dir) if crd_dir is not None else {}
     key = (manifest.get("apiVersion"), manifest.get("kind"))
     if key in crds:
         found = _crd_problems(manifest, crd_dir, key)
+    elif is_ray_kind(manifest) and crd_dir is None:
+        found = [f"unknown kind: not checked, the KubeRay CRDs are not available; {CRDS_HINT}"]
+        found = found if require_crds else []
     else:
         found = _core_problems(manifest)
     found += [f"{where}: {text}" for where, text in _bad_quantities(manifest, "")]
-    return [f"{name}: {text}" for text in found]
+    found += [f"{where}: {text}" for where, text in lint(manifest)]
+    return [f"{name}: {text}" for text in dict.fromkeys(found)]
+
+
+def is_ray_kind(manifest: dict[str, Any]) -> bool:
+    """A KubeRay custom resource (ray.io/...), which only the CRDs describe."""
+    return str(manifest.get("apiVersion", "")).split("/")[0] == RAY_GROUP
 
 
 @cache
 def crd_schemas(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) -> that version's openAPIV3Schema, for every CRD in the folder."""
     schemas = {}
-    for path in sorted(crd_dir.glob("*.yaml")):
-        for crd in load_documents(path):
-            if crd.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-            for version in crd["spec"]["versions"]:
-                schema = version["schema"]["openAPIV3Schema"]
-                schemas[(f"{group}/{version['name']}", kind)] = schema
+    for path in sorted([*crd_dir.glob("*.yaml"), *crd_dir.glob("*.yml")]):
+        for doc in load_documents(path):
+            # `kubectl get crd A B -o yaml` writes a List of them.
+            for crd in doc.get("items", []) if doc.get("kind") == "List" else [doc]:
+                if crd.get("kind") == "CustomResourceDefinition":
+                    _add_crd(schemas, crd)
     return schemas
+
+
+def _add_crd(schemas: dict[tuple[str, str], dict[str, Any]], crd: dict[str, Any]) -> None:
+    """Every version of one CRD."""
+    group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+    for version in crd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        schemas[(f"{group}/{version['name']}", kind)] = schema
 
 
 @cache
@@ -73,14 +100,22 @@ def _validator(crd_dir: Path, key: tuple[str, str]) -> jsonschema.Draft7Validato
 def _crd_problems(manifest: dict[str, Any], crd_dir: Path, key: tuple[str, str]) -> list[str]:
     defaulted = apply_defaults(copy.deepcopy(manifest), crd_schemas(crd_dir)[key])
     validator = _validator(crd_dir, key)
-    return [
+    found = [
         f"{_path(error.absolute_path)}: {error.message}"
         for error in sorted(validator.iter_errors(defaulted), key=lambda e: list(e.path))
     ]
+    rules = cel_findings(defaulted, crd_schemas(crd_dir)[key])
+    return found + [f"{where}: {text}" for where, text in rules]
 
 
 def _core_problems(manifest: dict[str, Any]) -> list[str]:
-    import kubernetes_validate
+    try:
+        import kubernetes_validate
+    except ImportError as exc:
+        raise CheckUnavailable(
+            "core Kubernetes objects cannot be checked: kubernetes-validate is not installed "
+            "(`pip install 'rnn-orchestrator[k8s]'`)"
+        ) from exc
 
     try:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
