@@ -8,6 +8,7 @@ store keys) comes from Secrets through `envFrom` and is never written into a man
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass
@@ -60,6 +61,17 @@ PROFILES: dict[str, Profile] = {
         ttl_after_finished_s=3600,
     ),
 }
+# The image's user (k8s/Dockerfile: rayproject/ray's `ray`, uid 1000, group `users` 100).
+# Numeric, so the kubelet can verify runAsNonRoot; fsGroup makes a fresh volume writable.
+IMAGE_UID, IMAGE_GID = 1000, 100
+POD_SECURITY = {
+    "runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_GID,
+    "fsGroup": IMAGE_GID, "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Ray needs no Linux capability and never escalates; KubeRay's injected containers (the
+# autoscaler) get the same through autoscalerOptions.securityContext.
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 
@@ -165,6 +177,7 @@ def ray_job(
     if profile.autoscaling:
         spec["rayClusterSpec"]["autoscalerOptions"] = {
             "idleTimeoutSeconds": 300, "upscalingMode": "Default",
+            "securityContext": copy.deepcopy(CONTAINER_SECURITY),
         }
     return {
         "apiVersion": "ray.io/v1",
@@ -191,7 +204,10 @@ def _head_group(job_name: str, profile: Profile, image: str) -> dict[str, Any]:
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
         "template": {
             "metadata": {"labels": _labels(job_name)},
-            "spec": {"containers": [container], "volumes": volumes},
+            "spec": {
+                "securityContext": copy.deepcopy(POD_SECURITY),
+                "containers": [container], "volumes": volumes,
+            },
         },
     }
 
@@ -208,6 +224,7 @@ def _worker_group(
     if profile.gpu:
         resources["nvidia.com/gpu"] = str(math.ceil(config.ray.gpus_per_worker))
     pod_spec: dict[str, Any] = {
+        "securityContext": copy.deepcopy(POD_SECURITY),
         "containers": [_container("ray-worker", image, resources)],
         "volumes": _volumes(),
     }
@@ -236,6 +253,7 @@ def _container(name: str, image: str, resources: dict[str, str]) -> dict[str, An
             {"secretRef": {"name": STORAGE_SECRET, "optional": True}},
         ],
         "volumeMounts": [{"name": "shared", "mountPath": SHARED_MOUNT}],
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
 
 
