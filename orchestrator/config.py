@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, hide_passwords
 
 CellName = Literal["rnn", "gru", "lstm"]
 TaskName = Literal["language_model", "sentiment", "translation", "image_captioning",
@@ -168,6 +168,18 @@ class TrackingConfig(_Section):
     # MLflow tracking URI; null means a sqlite store `mlflow.db` in the working directory.
     uri: str | None = None
     experiment: str = "rnn-orchestrator"
+
+    @model_validator(mode="after")
+    def _no_password_in_uri(self) -> TrackingConfig:
+        # The config is logged as params, stored in checkpoints and shipped with remote jobs.
+        if self.uri is not None and hide_passwords(self.uri) != self.uri:
+            raise ValueError(
+                f"tracking.uri {hide_passwords(self.uri)!r} carries credentials, which would be "
+                "logged as a param and stored in every checkpoint; set MLFLOW_TRACKING_USERNAME "
+                "and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) instead, or give the "
+                "URI in MLFLOW_TRACKING_URI"
+            )
+        return self
 
 
 class EvalConfig(_Section):

@@ -107,7 +107,7 @@ def _fit(
         train_worker,
         train_loop_config={
             "config": config, "tracking_uri": uri, "run_id": run_id,
-            "tracking_credentials": tracking.credentials(), "eval_variants": eval_variants,
+            "tracking_credentials": _credentials_for_workers(), "eval_variants": eval_variants,
             "start_from": start_from,
         },
         scaling_config=ScalingConfig(
@@ -131,6 +131,15 @@ def _fit(
         return trainer.fit()
     except TrainingFailedError as exc:
         raise OrchestratorError(f"training failed: {_root_cause(exc)}") from exc
+
+
+def _credentials_for_workers() -> dict[str, str]:
+    """This machine's MLflow credentials, for workers of a Ray instance that may have started
+    before they were set. Through Ray Client the workers are a remote cluster's, which
+    supplies its own: credentials never leave this machine (remote.CLUSTER_CREDENTIALS_HINT)."""
+    import ray
+
+    return {} if ray.util.client.ray.is_connected() else tracking.credentials()
 
 
 def _root_cause(exc: Exception) -> str:

@@ -13,7 +13,6 @@ as pip installs it, and none of the checkout's data, runs or links.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,11 +24,16 @@ import yaml
 
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, hide_passwords
 
 CONFIG_FILE = "experiment.yaml"
-# Passed to the job so its driver and rank 0 can log to a server that wants a login.
-FORWARDED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+# Credentials never travel with a job (its runtime_env is readable through the Jobs API and
+# the dashboard): the cluster's nodes hold them, in the environment `ray start` ran in.
+CLUSTER_CREDENTIALS_HINT = (
+    "MLflow credentials are not sent with the job: the cluster's nodes need "
+    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the "
+    "environment `ray start` runs in (on Kubernetes, the rnn-orchestrator-mlflow Secret)"
+)
 
 
 def launch_remote(config: ExperimentConfig, address: str) -> int:
@@ -59,7 +63,7 @@ def submit_job(config: ExperimentConfig, address: str) -> int:
             runtime_env=_runtime_env(workdir, Path(folder)),
             metadata={"experiment": config.name},
         )
-    print(f"submitted job {job_id} to {address}", flush=True)
+    print(f"submitted job {job_id} to {hide_passwords(address)}", flush=True)
     try:
         asyncio.run(_stream_logs(client, job_id))
     except KeyboardInterrupt:
@@ -107,8 +111,15 @@ def _config_for_job(config: ExperimentConfig) -> ExperimentConfig:
     from orchestrator.inputs import resolve_paths
 
     config = resolve_paths(config)
-    config.tracking.uri = tracking.resolve_tracking_uri(config.tracking)
-    tracking.check_reachable(config.tracking.uri)
+    uri = tracking.resolve_tracking_uri(config.tracking)
+    tracking.check_reachable(uri)
+    if hide_passwords(uri) != uri:  # from $MLFLOW_TRACKING_URI: the cluster must set it too
+        print("the tracking URI carries credentials and is not sent with the job: set "
+              "MLFLOW_TRACKING_URI on the cluster's nodes", flush=True)
+    else:
+        config.tracking.uri = uri
+    if tracking.credentials():
+        print(CLUSTER_CREDENTIALS_HINT, flush=True)
     config.ray.address = "auto"  # inside the job: the cluster it runs on
     return config
 
@@ -127,9 +138,6 @@ def _runtime_env(workdir: Path | None, scratch: Path) -> dict:
     env: dict = {"py_modules": [str(build_wheel(scratch))]}
     if workdir is not None:
         env["working_dir"] = str(workdir)
-    forwarded = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-    if forwarded:
-        env["env_vars"] = forwarded
     return env
 
 

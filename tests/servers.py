@@ -5,13 +5,48 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from orchestrator.inputs import free_port
 
-__all__ = ["free_port", "stop_process_group", "wait_for_http"]
+__all__ = ["ADMIN_PASSWORD", "auth_mlflow_server", "free_port", "stop_process_group",
+           "wait_for_http"]
+
+ADMIN_PASSWORD = "a-long-admin-password-1"
+
+
+@contextmanager
+def auth_mlflow_server(folder: Path) -> Iterator[str]:
+    """A password-protected `mlflow server` (the basic-auth app) on loopback; yields its URL.
+    The account `admin` / ADMIN_PASSWORD may write; anonymous requests are refused."""
+    (folder / "auth.ini").write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{folder}/auth.db\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+         "--artifacts-destination", str(folder / "artifacts")],
+        env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
+             "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+             "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-key"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", server)
+        yield url
+    finally:
+        stop_process_group(server)
 
 
 def wait_for_http(

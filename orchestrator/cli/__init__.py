@@ -1,7 +1,8 @@
 """The `orchestrator` command line: one module per door, each registering its commands.
 
 This is the one place errors become messages: errors a user can fix print as one line
-(`error: ...`, exit 2); `--debug` shows the traceback instead. Door modules import their
+(`error: ...`, exit 2), with any password in a URL hidden; `--debug` shows the traceback
+instead. Door modules import their
 heavy dependencies inside their handlers, so `orchestrator --help` stays fast.
 """
 
@@ -13,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from orchestrator.cli import data, evaluate, infer, k8s, launch, sweep, ui
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, hide_passwords
 
 # Each registers its subcommands with `register(commands, common)`; the order is --help's.
 DOORS = (launch, sweep, evaluate, ui, infer, k8s, data)
@@ -61,4 +62,4 @@ def _one_line(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
     if not _is_user_error(exc):
         text = f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)"
-    return " ".join(text.split())
+    return hide_passwords(" ".join(text.split()))

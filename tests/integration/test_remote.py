@@ -8,6 +8,7 @@ never runs `ray stop`, which would end every Ray process on the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -15,15 +16,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.servers import free_port, wait_for_http
+from tests.servers import ADMIN_PASSWORD, auth_mlflow_server, free_port, wait_for_http
 from tests.small_runs import small_overrides
 
 RAY = Path(sys.executable).with_name("ray")
+MLFLOW_LOGIN = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
 
 
 
@@ -42,12 +45,19 @@ def pids_using(folder: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    """A token-authenticated head on 127.0.0.1, as a user would set one up."""
+def auth_server(tmp_path_factory) -> Iterator[str]:
+    with auth_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def ray_head(auth_server):
+    """A token-authenticated head on 127.0.0.1, as a user would set one up: started in an
+    environment that holds the MLflow server's credentials, as the cluster's own."""
     token = secrets.token_hex(32)
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: unix socket paths
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-           "PATH": f"{RAY.parent}{os.pathsep}{os.environ['PATH']}"}
+           "PATH": f"{RAY.parent}{os.pathsep}{os.environ['PATH']}", **MLFLOW_LOGIN}
     port, client_port = free_port(), free_port()
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -85,6 +95,43 @@ def launch_cli(address: str, auth: dict[str, str], overrides: list[str]):
         [sys.executable, "-m", "orchestrator.cli", "launch", *overrides, "--address", address],
         env={**os.environ, **auth}, capture_output=True, text=True, timeout=400,
     )
+
+
+def test_a_job_carries_no_credential_and_logs_with_the_clusters(
+    ray_head, auth_server, markov_dataset, tmp_path, monkeypatch
+):
+    address, auth, _ = ray_head
+    overrides = small_overrides(markov_dataset, tmp_path, "train.max_epochs=1",
+                                "name=remote-auth", "train.batches_per_epoch=4",
+                                f"tracking.uri={auth_server}")
+    # This machine needs the login too: the server is checked before anything is submitted.
+    out = launch_cli(address, {**auth, **MLFLOW_LOGIN}, overrides)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MLflow credentials are not sent with the job" in out.stdout
+    job = submitted_job(address, auth, "remote-auth")
+    assert job["runtime_env"] and ADMIN_PASSWORD not in json.dumps(job)
+    assert "MLFLOW_TRACKING" not in json.dumps(job)
+    for name, value in MLFLOW_LOGIN.items():  # this test reads the run with the login
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(auth_server)
+    [run] = client.search_runs([client.get_experiment_by_name("rnn-orchestrator").experiment_id],
+                               "attributes.run_name LIKE 'remote-auth%'")
+    assert run.info.status == "FINISHED" and "test_perplexity" in run.data.metrics
+
+
+def submitted_job(address: str, auth: dict[str, str], experiment: str) -> dict:
+    """What the Jobs API tells anyone with access about the job: its entrypoint, runtime_env
+    and metadata (read in a process with the head's token; Ray reads it once per process)."""
+    script = (
+        "import json, sys; from ray.job_submission import JobSubmissionClient\n"
+        f"jobs = JobSubmissionClient({address!r}).list_jobs()\n"
+        f"[job] = [j for j in jobs if (j.metadata or {{}}).get('experiment') == {experiment!r}]\n"
+        "print(json.dumps({'entrypoint': job.entrypoint, 'runtime_env': job.runtime_env,"
+        " 'metadata': job.metadata}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, **auth},
+                         capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def assert_one_finished_run(tmp_path: Path, name: str) -> None:

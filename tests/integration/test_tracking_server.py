@@ -3,10 +3,7 @@ log the run, from the driver and the Ray workers; wrong ones fail before trainin
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import ray
@@ -14,37 +11,14 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.launch import launch
-from tests.servers import free_port, stop_process_group, wait_for_http
+from tests.servers import ADMIN_PASSWORD, auth_mlflow_server
 from tests.small_runs import small_config, small_overrides
-
-ADMIN_PASSWORD = "a-long-admin-password-1"
 
 
 @pytest.fixture(scope="module")
-def auth_server(tmp_path_factory) -> str:
-    folder: Path = tmp_path_factory.mktemp("mlflow-server")
-    (folder / "auth.ini").write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{folder}/auth.db\nadmin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-         "--artifacts-destination", str(folder / "artifacts")],
-        env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
-             "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-             "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-key"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", server)
+def auth_server(tmp_path_factory) -> Iterator[str]:
+    with auth_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
-    finally:
-        stop_process_group(server)
 
 
 def test_wrong_password_fails_before_anything_starts(auth_server, markov_dataset, tmp_path,
