@@ -41,7 +41,9 @@ class ImageCaptioner(nn.Module):
         self.config = config
         self.encoder = ImageEncoder(config.encoder, config.encoder_weights, config.freeze_encoder)
         channels = self.encoder.out_channels
-        self.to_memory = nn.Linear(channels, config.hidden_size)
+        # Built only when attention reads it: DDP refuses parameters that get no gradient.
+        self.to_memory = nn.Linear(channels, config.hidden_size) if config.visual_attention \
+            else None
         self.to_feature = nn.Linear(channels, config.hidden_size)
         self.decoder = CaptionDecoder(
             config.vocab_size, config.cell, config.embedding_dim, config.hidden_size,
@@ -52,8 +54,10 @@ class ImageCaptioner(nn.Module):
     def encode(self, images: torch.Tensor) -> dict[str, Any]:
         """images (B, 3, H, W) -> the decoder's starting state (memory (B, h*w, H))."""
         grid = self.encoder(images).flatten(2).transpose(1, 2)  # (B, h*w, C)
-        memory = torch.tanh(self.to_memory(grid))  # (B, h*w, H)
         feature = torch.tanh(self.to_feature(grid.mean(dim=1)))  # (B, H)
+        if self.to_memory is None:  # no attention: the decoder never reads its memory
+            return self.decoder.start(feature[:, None], feature=feature)
+        memory = torch.tanh(self.to_memory(grid))  # (B, h*w, H)
         return self.decoder.start(memory, feature=feature)
 
     def forward(self, images: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

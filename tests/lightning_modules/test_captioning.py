@@ -67,3 +67,22 @@ def test_beam_search_returns_attention_over_the_feature_map():
     for (best,) in search.search(model, model.encode(images), batch_size=2):
         assert best.attention.shape == (len(best.tokens) + 1, 16)
         assert torch.allclose(best.attention.sum(dim=1), torch.ones(len(best.tokens) + 1))
+
+
+@pytest.mark.parametrize("model_class, config_class, inputs", [
+    (ImageCaptioner, ImageCaptionerConfig, (3, 3, 32, 32)),
+    (VideoCaptioner, VideoCaptionerConfig, (3, 4, 3, 16, 16)),
+])
+@pytest.mark.parametrize("feature_as", ["init_state", "first_input"])
+@pytest.mark.parametrize("attention", [True, False])
+def test_every_parameter_gets_a_gradient(model_class, config_class, inputs, feature_as,
+                                         attention):
+    """DDP stops a run on a parameter no loss reaches ("parameters that were not used in
+    producing the loss"): a model builds only what its configuration calls."""
+    extra = {"feature_as": feature_as} if model_class is ImageCaptioner else {}
+    model = model_class(config_class(VOCAB, **settings(
+        config_class, embedding_dim=8, hidden_size=16, num_layers=1, dropout=0.0,
+        visual_attention=attention, **extra)))
+    model(torch.randn(*inputs), torch.randint(4, VOCAB, (3, 5))).sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused
