@@ -116,7 +116,7 @@ def resource_name_findings(name: str, where: str) -> Iterator[Finding]:
     prefix, _, _ = name.rpartition("/")
     if not prefix or "." not in prefix or not DNS1123_SUBDOMAIN.match(prefix):
         hint = did_you_mean(name, KNOWN_DEVICES + STANDARD_RESOURCES)
-        if not hint and "gpu" in name.lower():
+        if "gpu" in name.lower():  # before 'cpu', which is one letter from 'gpu'
             hint = " (did you mean 'nvidia.com/gpu'?)"
         yield where, (
             f"resource {name!r} is not a standard resource ({', '.join(STANDARD_RESOURCES)}) "
