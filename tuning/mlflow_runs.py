@@ -17,6 +17,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 TRIAL_TAG = "sweep.trial_id"
 ATTEMPTS_TAG = "sweep.trial_attempts"  # how often the trial's function started
 STOPPED_EARLY_TAG = "sweep.stopped_early"
+ERROR_TAG = "sweep.error"  # a failed trial's root cause, one line, for the report
 CLONED_FROM_TAG = "sweep.cloned_from"  # PBT: the trial whose checkpoint it last continued
 HISTORY_TAG = "sweep.pbt_history"  # PBT: every start from a checkpoint, with its values
 _HISTORY_SEPARATOR = ": "  # a history line: donor/checkpoint_N: key=value, ...

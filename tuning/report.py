@@ -77,11 +77,17 @@ def best_configuration(results: SweepResults) -> dict[str, Any] | None:
 
 def _sections(results: SweepResults, best: dict[str, Any] | None) -> list[Section]:
     plan = results.plan
-    trained = len(results.trials)
+    trained = len(results.trials) - len(results.failed)
     sections = [
         Section("Summary", _summary_text(results, best)),
-        Section(f"Trials ranked by {plan.metric} ({plan.mode})", table=results.trials),
+        Section(f"Trials ranked by {plan.metric} ({plan.mode})",
+                table=results.trials.drop(columns="error")),
     ]
+    if len(results.failed):
+        sections.append(Section(
+            f"Failed trials ({len(results.failed)})", "error: the trial's root cause; its "
+            "full traceback is in error.txt in the trial's folder.",
+            table=results.failed[["trial", *plan.sweep["space"], "epochs", "error"]]))
     if results.evaluation_axes:
         sections.append(Section(
             f"Every trained model x evaluation setting ({len(results.combinations)} "
@@ -113,8 +119,10 @@ def _summary_text(results: SweepResults, best: dict[str, Any] | None) -> str:
     plan = results.plan
     lines = [
         f"task {plan.task}; scheduler {plan.sweep['scheduler']['name']}; "
-        f"{len(results.trials)} models trained of {plan.models_expected} planned; "
-        f"{len(results.combinations)} combinations evaluated",
+        f"{len(results.trials) - len(results.failed)} models trained of "
+        f"{plan.models_expected} planned"
+        + (f" ({len(results.failed)} failed)" if len(results.failed) else "")
+        + f"; {len(results.combinations)} combinations evaluated",
         f"MLflow parent run {plan.parent_run_id} at {plan.tracking_uri}",
     ]
     if best:

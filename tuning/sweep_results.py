@@ -28,6 +28,11 @@ class SweepResults:
     pbt_starts: pd.DataFrame  # PBT: trial, start, from checkpoint, values (one row a start)
 
     @property
+    def failed(self) -> pd.DataFrame:
+        """Trials that ended in an error, with its one-line cause."""
+        return self.trials[self.trials["status"] == "ERROR"]
+
+    @property
     def axes(self) -> list[str]:
         return [*self.plan.sweep["space"], *self.evaluation_axes]
 
@@ -44,12 +49,13 @@ def read_results(folder: Path) -> SweepResults:
     plan = load_plan(folder)
     analysis = ExperimentAnalysis(str(folder))
     curves = {trial.trial_id: _curve(analysis, trial) for trial in analysis.trials}
-    rows = [_trial_row(plan, trial, curves[trial.trial_id]) for trial in analysis.trials]
+    logged = _from_child_runs(plan)
+    rows = [_trial_row(plan, trial, curves[trial.trial_id], logged.errors)
+            for trial in analysis.trials]
     trials = _ranked(pd.DataFrame(rows), plan.metric, plan.mode)
     combinations = _combinations(plan, analysis.trials, trials)
-    grad_norms, learning_rates, pbt_starts = _from_child_runs(plan)
-    return SweepResults(plan, trials, combinations, curves, grad_norms, learning_rates,
-                        pbt_starts)
+    return SweepResults(plan, trials, combinations, curves, logged.grad_norms,
+                        logged.learning_rates, logged.pbt_starts)
 
 
 def _curve(analysis: ExperimentAnalysis, trial: Any) -> pd.DataFrame:
@@ -60,7 +66,8 @@ def _curve(analysis: ExperimentAnalysis, trial: Any) -> pd.DataFrame:
     return frame.drop_duplicates(TIME_ATTR, keep="first").sort_values(TIME_ATTR)
 
 
-def _trial_row(plan: SweepPlan, trial: Any, curve: pd.DataFrame) -> dict[str, Any]:
+def _trial_row(plan: SweepPlan, trial: Any, curve: pd.DataFrame,
+               errors: dict[str, str]) -> dict[str, Any]:
     last = trial.last_result or {}
     metric = plan.metric
     best = None
@@ -74,6 +81,8 @@ def _trial_row(plan: SweepPlan, trial: Any, curve: pd.DataFrame) -> dict[str, An
         "epochs": epochs,
         "status": trial.status,
         "stopped early": trial.status == "TERMINATED" and epochs < plan.max_epochs,
+        "error": errors.get(trial.trial_id, "see the trial's error.txt")
+        if trial.status == "ERROR" else "",
     }
 
 
@@ -83,7 +92,7 @@ def _combinations(plan: SweepPlan, tune_trials: list[Any], trials: pd.DataFrame)
         return trials
     by_id = {trial.trial_id: trial for trial in tune_trials}
     rows = []
-    for row in trials.to_dict("records"):
+    for row in trials[trials["status"] != "ERROR"].to_dict("records"):
         last = by_id[row["trial"]].last_result or {}
         for variant, beam in itertools.product(plan.eval_variants, plan.beam_sizes or [None]):
             name = plan.beam_metric.format(k=beam) if beam else None
@@ -104,15 +113,23 @@ def _ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     return ranked.reset_index(drop=True)
 
 
-def _from_child_runs(
-    plan: SweepPlan,
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], pd.DataFrame]:
+@dataclass
+class ChildRunLogs:
+    grad_norms: dict[str, pd.DataFrame]
+    learning_rates: dict[str, pd.DataFrame]
+    pbt_starts: pd.DataFrame
+    errors: dict[str, str]  # trial id -> a failed trial's one-line cause
+
+
+def _from_child_runs(plan: SweepPlan) -> ChildRunLogs:
     """What each trial's MLflow run logged step by step: gradient norms before clipping,
-    the learning rate it trained at, and (PBT) every start from a checkpoint."""
+    the learning rate it trained at, (PBT) every start from a checkpoint, and why it failed."""
     client = MlflowClient(plan.tracking_uri)
-    norms, rates, starts = {}, {}, []
+    norms, rates, starts, errors = {}, {}, [], {}
     for run in mlflow_runs.children(client, plan.parent_run_id):
         trial = run.data.tags.get(mlflow_runs.TRIAL_TAG)
+        if mlflow_runs.ERROR_TAG in run.data.tags:
+            errors[trial] = run.data.tags[mlflow_runs.ERROR_TAG]
         norms[trial] = _history(client, run.info.run_id, "grad_norm", "grad_norm")
         lr_keys = [key for key in run.data.metrics if key.startswith("lr-")]
         if lr_keys:  # LearningRateMonitor names it after the optimiser: lr-Adam, lr-SGD
@@ -120,7 +137,7 @@ def _from_child_runs(
         for number, (source, values) in enumerate(mlflow_runs.pbt_starts(run), start=1):
             starts.append({"trial": trial, "start": number, "from checkpoint": source,
                            "values": values})
-    return norms, rates, pd.DataFrame(starts)
+    return ChildRunLogs(norms, rates, pd.DataFrame(starts), errors)
 
 
 def _history(client: MlflowClient, run_id: str, key: str, column: str) -> pd.DataFrame:

@@ -42,6 +42,10 @@ def _sweep(args: argparse.Namespace) -> int:
         return 130
     print(f"sweep finished: {outcome.folder}\nreport: {outcome.report_html}\n"
           f"MLflow parent run: {outcome.parent_run_id}")
+    if outcome.failed_trials:
+        print(f"error: {outcome.failed_trials} trials failed; the report's \"Failed trials\" "
+              "table gives each one's cause", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -42,6 +42,7 @@ class SweepOutcome:
     finished: bool
     parent_run_id: str
     report_html: Path | None
+    failed_trials: int = 0  # trials that ended in an error (their causes are in the report)
 
 
 def sweep(path: str | None = None, resume: str | None = None,
@@ -57,7 +58,7 @@ def sweep(path: str | None = None, resume: str | None = None,
     _connect_ray(address, plan.config)
     trainable = functools.partial(run_trial, folder=str(folder))  # pickled by reference
     results = run_sweep(plan, folder, trainable, resume=bool(resume))
-    return _finish(plan, folder, finished(results, plan))
+    return _finish(plan, folder, finished(results, plan), results.num_errors)
 
 
 def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
@@ -170,7 +171,7 @@ def _connect_ray(address: str | None, sweep: SweepConfig) -> None:
         )
 
 
-def _finish(plan: SweepPlan, folder: Path, done: bool) -> SweepOutcome:
+def _finish(plan: SweepPlan, folder: Path, done: bool, failed_trials: int) -> SweepOutcome:
     """Write the report and end the parent run; an interrupted sweep ends KILLED and
     leaves no child run RUNNING."""
     uri = plan.tracking_uri
@@ -184,5 +185,6 @@ def _finish(plan: SweepPlan, folder: Path, done: bool) -> SweepOutcome:
         client.log_artifact(plan.parent_run_id, str(path), "report")
     if written.best:
         client.log_dict(plan.parent_run_id, written.best, "best_config.json")
+    client.set_tag(plan.parent_run_id, "sweep.failed_trials", str(failed_trials))
     client.set_terminated(plan.parent_run_id, "FINISHED")
-    return SweepOutcome(folder, True, plan.parent_run_id, written.html)
+    return SweepOutcome(folder, True, plan.parent_run_id, written.html, failed_trials)

@@ -49,6 +49,11 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
             with_checkpoints=plan.config.scheduler.name == "pbt",
         )
         succeeded = True
+    except Exception as exc:
+        # the report's error column: the cause, not Ray's wrapping of it
+        MlflowClient(plan.tracking_uri).set_tag(run_id, mlflow_runs.ERROR_TAG,
+                                                " ".join(str(exc).split())[:500])
+        raise
     finally:
         # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED
         status = MlflowClient(plan.tracking_uri).get_run(run_id).info.status

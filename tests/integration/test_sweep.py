@@ -44,7 +44,7 @@ def beam_sweep(tmp_path_factory) -> Path:
     return folder / "sweeps" / "dates-cell-clip-beam"
 
 
-def run_sweep_here(folder: Path, path: Path) -> None:
+def run_sweep_here(folder: Path, path: Path, exit_code: int = 0) -> None:
     """`orchestrator sweep` in this process; then every trial's Train workers must have
     given their CPUs back to the local Ray it started."""
     import ray
@@ -52,7 +52,7 @@ def run_sweep_here(folder: Path, path: Path) -> None:
     previous = Path.cwd()
     os.chdir(folder)
     try:
-        assert main(["sweep", str(path)]) == 0
+        assert main(["sweep", str(path)]) == exit_code
         deadline = time.monotonic() + 30
         while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
             assert time.monotonic() < deadline, f"CPUs still held: {ray.available_resources()}"
@@ -133,6 +133,27 @@ def markov_lm(dataset: Path, epochs: int, batches: int) -> dict:
             "data.bptt": 32, "model.embedding_dim": 16, "model.hidden_size": 32,
             "train.max_epochs": epochs, "train.batches_per_epoch": batches,
             "generate.length": 20}
+
+
+def test_a_failed_trial_is_counted_named_with_its_cause_and_fails_the_sweep(
+    tmp_path, markov_dataset, capsys
+):
+    gone = tmp_path / "deleted-dataset"  # as if removed while the sweep ran
+    path = write_sweep(tmp_path, "one-fails", markov_lm(markov_dataset, epochs=1, batches=4),
+                       {"data.path": {"grid": [str(markov_dataset), str(gone)]}},
+                       scheduler={"name": "none"})
+    run_sweep_here(tmp_path, path, exit_code=1)
+    assert "error: 1 trials failed" in capsys.readouterr().err
+    folder = tmp_path / "sweeps" / "one-fails"
+    results = read_results(folder)
+    [failed] = results.failed.to_dict("records")
+    assert failed["data.path"] == str(gone) and str(gone / "dataset.json") in failed["error"]
+    markdown = (folder / "report.md").read_text()
+    assert "1 models trained of 2 planned (1 failed)" in markdown
+    assert "Failed trials (1)" in markdown
+    client = MlflowClient(load_plan(folder).tracking_uri)
+    assert client.get_run(load_plan(folder).parent_run_id).data.tags[
+        "sweep.failed_trials"] == "1"
 
 
 def test_asha_stops_weak_trials_and_ends_their_runs(tmp_path, markov_dataset):
