@@ -45,8 +45,9 @@ def read_sst_trees(path: Path, binary: bool) -> list[Example]:
         if not line.strip():
             continue
         root = _TREE_ROOT.match(line)
-        if root is None:
-            raise ValueError(f"{path}:{number}: not an SST tree: {line[:60]!r}")
+        if root is None or not _balanced(line):
+            raise ValueError(f"{path}:{number}: not an SST tree (a label in parentheses with "
+                             f"balanced brackets): {line[:60]!r}")
         label = int(root.group(1))
         sentence = " ".join(_TREE_LEAF.findall(line))
         if not binary:
@@ -54,6 +55,16 @@ def read_sst_trees(path: Path, binary: bool) -> list[Example]:
         elif label != 2:
             examples.append((SST_BINARY_LABELS[int(label > 2)], sentence))
     return examples
+
+
+def _balanced(line: str) -> bool:
+    """Every bracket closed, none closed early, and nothing after the root's."""
+    depth = 0
+    for position, char in enumerate(line.strip()):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0 or (depth == 0 and position < len(line.strip()) - 1):
+            return False
+    return depth == 0
 
 
 def prepare_classification(

@@ -7,6 +7,7 @@ name the dotted key, the bad value and the valid choices, and are raised before 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ DEFAULT_SAMPLES: dict[str, str] = {
 class _Section(BaseModel):
     """Base for every config section: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -143,6 +144,10 @@ class TrainConfig(_Section):
     average_last: int = Field(1, ge=1)
 
 
+# auto, HOST:PORT (GCS), ray://HOST:PORT (Ray Client), http(s)://HOST:PORT (Jobs API).
+RAY_ADDRESS = re.compile(r"^(auto|(ray|https?)://[^\s/]+(/\S*)?|[A-Za-z0-9.\-]+:\d+)$")
+
+
 class RayConfig(_Section):
     # Ray cluster address; null starts a local instance ("auto" joins `ray start`'s).
     address: str | None = None
@@ -161,6 +166,16 @@ class RayConfig(_Section):
     def _gpus_need_use_gpu(self) -> RayConfig:
         if self.gpus_per_worker > 0 and not self.use_gpu:
             raise ValueError("ray.gpus_per_worker > 0 needs ray.use_gpu=true")
+        return self
+
+    @model_validator(mode="after")
+    def _address_is_one_ray_understands(self) -> RayConfig:
+        # Checked here, before anything starts: Ray itself fails late and obscurely.
+        if self.address is not None and not RAY_ADDRESS.match(self.address):
+            raise ValueError(
+                f"ray.address {hide_passwords(self.address)!r} is not a Ray address; use auto, "
+                "HOST:PORT, ray://HOST:10001 or http://HOST:8265 (null: a local instance)"
+            )
         return self
 
 

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from orchestrator.cli import data, evaluate, infer, k8s, launch, sweep, ui
+from orchestrator.cli.arguments import OneLineParser
 from orchestrator.errors import OrchestratorError, hide_passwords
 
 # Each registers its subcommands with `register(commands, common)`; the order is --help's.
@@ -39,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="orchestrator", parents=[common],
         description="Train, sweep and compare recurrent sequence models on Ray and MLflow.",
     )

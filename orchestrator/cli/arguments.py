@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import math
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from orchestrator.errors import OrchestratorError
 
@@ -26,7 +30,65 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def read_text(path: Path) -> str:
-    """A user's input file as text; a missing file is named in one line."""
+    """A user's input file as text; a missing, non-UTF-8 or empty file is named in one line."""
     if not path.is_file():
         raise OrchestratorError(f"input file {path} does not exist")
-    return path.read_text(encoding="utf-8")
+    return _decoded(path.read_bytes(), f"input file {path}")
+
+
+def read_stdin() -> str:
+    """Standard input as text: binary or non-UTF-8 input is one line, not a traceback."""
+    return _decoded(sys.stdin.buffer.read(), "standard input")
+
+
+def _decoded(data: bytes, what: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise OrchestratorError(
+            f"{what} is not UTF-8 text (line {line}, byte {exc.start}); convert it, "
+            "e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    if not text.strip():
+        raise OrchestratorError(f"{what} is empty")
+    return text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other error (usage under --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count of at least 1."""
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (a temperature, a size)."""
+    value = _number(text, float, "a number")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number above 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share of the data, in [0, 1) (0: no such split)."""
+    value = _number(text, float, "a number")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
+    return value
+
+
+def _number(text: str, kind: type, what: str) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None

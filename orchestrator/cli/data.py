@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.cli.arguments import read_text
+from orchestrator.cli.arguments import fraction, positive_int, read_text
 from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
@@ -47,18 +47,18 @@ def _register_text(kinds: Any, common: argparse.ArgumentParser) -> None:
         description="Either --input FILE (split by fractions, contiguous) or --train/--val/--test.",
     )
     text.add_argument("--input", type=Path, help="one text file to split into train/val/test")
-    text.add_argument("--val-fraction", type=float, default=0.05)
-    text.add_argument("--test-fraction", type=float, default=0.05)
+    text.add_argument("--val-fraction", type=fraction, default=0.05)
+    text.add_argument("--test-fraction", type=fraction, default=0.05)
     text.add_argument("--train", type=Path)
     text.add_argument("--val", type=Path)
     text.add_argument("--test", type=Path)
     _output_arguments(text)
     text.add_argument("--level", choices=["char", "word"], default="char")
-    text.add_argument("--sample-tokens", type=int, default=1024,
+    text.add_argument("--sample-tokens", type=positive_int, default=1024,
                       help="tokens per sample (a contiguous segment of text)")
-    text.add_argument("--samples-per-shard", type=int, default=64)
-    text.add_argument("--min-freq", type=int, default=1)
-    text.add_argument("--max-vocab", type=int, default=None)
+    text.add_argument("--samples-per-shard", type=positive_int, default=64)
+    text.add_argument("--min-freq", type=positive_int, default=1)
+    text.add_argument("--max-vocab", type=positive_int, default=None)
     text.set_defaults(handler=_prepare_text)
 
 
@@ -76,8 +76,8 @@ def _register_classification(kinds: Any, common: argparse.ArgumentParser) -> Non
     labelled.add_argument("--labels", choices=["fine", "binary"], default="fine",
                           help="trees: 5 classes, or 2 with neutral dropped")
     labelled.add_argument("--keep-case", action="store_true", help="do not lower-case")
-    labelled.add_argument("--min-freq", type=int, default=1)
-    labelled.add_argument("--max-vocab", type=int, default=None)
+    labelled.add_argument("--min-freq", type=positive_int, default=1)
+    labelled.add_argument("--max-vocab", type=positive_int, default=None)
     labelled.set_defaults(handler=_prepare_classification)
 
 
@@ -94,12 +94,12 @@ def _register_translation(kinds: Any, common: argparse.ArgumentParser) -> None:
     parallel.add_argument("--test", help="prefix of the test files")
     _output_arguments(parallel)
     parallel.add_argument("--lowercase", action="store_true")
-    parallel.add_argument("--min-freq", type=int, default=2)
-    parallel.add_argument("--max-vocab", type=int, default=None)
-    parallel.add_argument("--samples-per-shard", type=int, default=5000)
+    parallel.add_argument("--min-freq", type=positive_int, default=2)
+    parallel.add_argument("--max-vocab", type=positive_int, default=None)
+    parallel.add_argument("--samples-per-shard", type=positive_int, default=5000)
     parallel.add_argument("--subword", choices=["bpe", "unigram"],
                           help="sentencepiece subwords instead of Moses words")
-    parallel.add_argument("--subword-vocab-size", type=int, default=8000)
+    parallel.add_argument("--subword-vocab-size", type=positive_int, default=8000)
     parallel.set_defaults(handler=_prepare_translation)
 
 
@@ -127,8 +127,9 @@ def _register_video(kinds: Any, common: argparse.ArgumentParser) -> None:
     )
     video.add_argument("--captions", type=Path, required=True, help="a .csv or .json file")
     video.add_argument("--videos", type=Path, required=True, help="the folder of clips")
-    video.add_argument("--frames", type=int, help="store N sampled frames instead of the mp4")
-    video.add_argument("--frame-size", type=int, default=128,
+    video.add_argument("--frames", type=positive_int,
+                       help="store N sampled frames instead of the mp4")
+    video.add_argument("--frame-size", type=positive_int, default=128,
                        help="with --frames: frames are resized to this square size")
     video.add_argument("--skip-unreadable", action="store_true",
                        help="drop clips PyAV cannot decode (named in a warning)")
@@ -144,12 +145,12 @@ def _output_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _common_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     _output_arguments(parser)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--val-fraction", type=fraction, default=0.1)
+    parser.add_argument("--test-fraction", type=fraction, default=0.1)
     parser.add_argument("--seed", type=int, default=0, help="of the split by item")
-    parser.add_argument("--min-freq", type=int, default=1)
-    parser.add_argument("--max-vocab", type=int, default=None)
-    parser.add_argument("--samples-per-shard", type=int, default=1000)
+    parser.add_argument("--min-freq", type=positive_int, default=1)
+    parser.add_argument("--max-vocab", type=positive_int, default=None)
+    parser.add_argument("--samples-per-shard", type=positive_int, default=1000)
 
 
 
@@ -235,11 +236,13 @@ def _prepare_classification(args: argparse.Namespace) -> int:
     from orchestrator.datasets import classification_shards as shards
 
     def read(path: Path) -> list[tuple[str, str]]:
-        if not path.is_file():
-            raise OrchestratorError(f"input file {path} does not exist")
-        if args.format == "trees":
-            return shards.read_sst_trees(path, binary=args.labels == "binary")
-        return shards.read_labelled_lines(path)
+        read_text(path)  # missing, empty or not UTF-8: named in one line
+        try:
+            if args.format == "trees":
+                return shards.read_sst_trees(path, binary=args.labels == "binary")
+            return shards.read_labelled_lines(path)
+        except ValueError as exc:  # the readers name the file and line
+            raise OrchestratorError(str(exc)) from None
 
     named = {"train": args.train, "val": args.val, "test": args.test}
     splits = {name: read(path) for name, path in named.items() if path is not None}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.arguments import read_text
+from orchestrator.cli.arguments import positive_float, positive_int, read_stdin, read_text
 from orchestrator.errors import OrchestratorError
 
 
@@ -17,8 +16,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     generate.add_argument("checkpoint", help="a .ckpt file or a Ray checkpoint folder")
     generate.add_argument("--prompt", default="the ")
-    generate.add_argument("--length", type=int, default=200)
-    generate.add_argument("--temperature", type=float, default=0.8)
+    generate.add_argument("--length", type=positive_int, default=200)
+    generate.add_argument("--temperature", type=positive_float, default=0.8)
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(handler=_generate)
 
@@ -32,7 +31,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "translate", parents=[common], help="translate sentences (stdin or --input FILE)"
     )
     translate.add_argument("checkpoint", help="a translation .ckpt file or Ray checkpoint folder")
-    translate.add_argument("--beam-size", type=int, default=5)
+    translate.add_argument("--beam-size", type=positive_int, default=5)
     translate.add_argument("--input", type=Path, help="one sentence a line (default: stdin)")
     translate.set_defaults(handler=_translate)
 
@@ -41,7 +40,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     caption.add_argument("checkpoint", help="a captioning .ckpt file or Ray checkpoint folder")
     caption.add_argument("files", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO")
-    caption.add_argument("--beam-size", type=int, default=3)
+    caption.add_argument("--beam-size", type=positive_int, default=3)
     caption.set_defaults(handler=_caption)
 
 
@@ -60,8 +59,8 @@ def _load_checkpoint(path: str, *tasks: str) -> Any:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    sentences = [line.strip() for line in read_stdin().splitlines() if line.strip()]
     module = _load_checkpoint(args.checkpoint, "sentiment")
-    sentences = [line.strip() for line in sys.stdin if line.strip()]
     for start in range(0, len(sentences), 256):
         chunk = sentences[start : start + 256]
         for sentence, label in zip(chunk, module.classify(chunk), strict=True):
@@ -70,9 +69,9 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    module = _load_checkpoint(args.checkpoint, "translation")
-    lines = (read_text(args.input) if args.input else sys.stdin.read()).splitlines()
+    lines = (read_text(args.input) if args.input else read_stdin()).splitlines()
     sentences = [line.strip() for line in lines if line.strip()]
+    module = _load_checkpoint(args.checkpoint, "translation")
     for start in range(0, len(sentences), 64):
         for translation in module.translate(sentences[start : start + 64], args.beam_size):
             print(translation)

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from orchestrator.cli.arguments import split_items
+from orchestrator.cli.arguments import positive_int, split_items
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "ui", parents=[common], help="open the MLflow UI on the configured store"
     )
     ui.add_argument("items", nargs="*", metavar="CONFIG|key=value")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=positive_int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.set_defaults(handler=_ui)
 

@@ -105,15 +105,31 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
 def _check_axes(sweep: SweepConfig, base: ExperimentConfig) -> None:
     """Every value an axis can take must make a valid config (bounds for the ranges)."""
     for key, spec in sweep.space.items():
-        for values in spec.values():
+        for sampler, values in spec.items():
             for value in values:
                 _with_values(base, {key: value}, f"space.{key}")
+            if sampler in ("uniform", "loguniform"):
+                _check_fractions_fit(base, key, sampler, values)
     for key, values in sweep.evaluate.items():
         if key == BEAM_AXIS:
             _with_values(base, {"eval.beam_sizes": values}, f"evaluate.{key}")
         else:
             for value in values:
                 _with_values(base, {key: value}, f"evaluate.{key}")
+
+
+def _check_fractions_fit(config: ExperimentConfig, key: str, sampler: str,
+                        bounds: list[float]) -> None:
+    """A range samples fractions: valid bounds say nothing about a key of whole numbers."""
+    low, high = bounds
+    inside = float(low) + 0.37 * (high - low)
+    try:
+        with_values(config, {key: inside}, f"space.{key}")
+    except OrchestratorError:
+        raise SweepError(
+            f"space.{key}.{sampler} samples fractions such as {inside:.4g}, which {key} does "
+            f"not take (whole numbers); use {{grid: [...]}} or {{choice: [...]}} of its values"
+        ) from None
 
 
 def _with_values(config: ExperimentConfig, values: dict[str, Any], where: str):
