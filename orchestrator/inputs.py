@@ -109,7 +109,14 @@ def connect_ray(address: str | None, resources: dict[str, float] | None = None) 
         return ray.get_runtime_context().gcs_address
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **quiet)
+        check_ray_address(address)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise OrchestratorError(
+                f"cannot join the Ray cluster at ray.address={address} "
+                f"({' '.join(str(exc).split())[:200]}); is it running (`ray start --head`)?"
+            ) from None
         return ray.get_runtime_context().gcs_address
     # "local" never attaches to another cluster on the machine by accident. Ray Train's
     # placement-group cleaner finds the cluster by auto-detection, which fails when the
@@ -120,6 +127,23 @@ def connect_ray(address: str | None, resources: dict[str, float] | None = None) 
     print(f"Ray: a local instance, dashboard http://127.0.0.1:{port}, worker logs in "
           f"{ray_logs_folder()}", flush=True)
     return ray.get_runtime_context().gcs_address
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT that takes no connection is refused at once, before any data is made:
+    Ray would keep retrying for minutes before it gave up."""
+    if not address:
+        return
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise OrchestratorError(
+            f"no Ray cluster answers at ray.address={address} ({exc.strerror or exc}); start "
+            "one there (`ray start --head`) or leave ray.address empty for a local instance"
+        ) from None
 
 
 def ray_logs_folder() -> str:

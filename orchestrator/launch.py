@@ -22,7 +22,13 @@ from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, flatten
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import OrchestratorError
-from orchestrator.inputs import connect_ray, ensure_dataset, ray_logs_folder, resolve_paths
+from orchestrator.inputs import (
+    check_ray_address,
+    connect_ray,
+    ensure_dataset,
+    ray_logs_folder,
+    resolve_paths,
+)
 from orchestrator.progress import EpochProgress
 from orchestrator.run_files import CHECKPOINT_FILE, RUN_NAME_ENV, SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
@@ -44,7 +50,9 @@ def launch(config: ExperimentConfig) -> LaunchResult:
     config = resolve_paths(config)
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
+    check_ray_address(config.ray.address)
     manifest = ensure_dataset(config)
+    connect_ray(config.ray.address)  # joined before the run: a failure leaves no run behind
     run_name = os.environ.get(RUN_NAME_ENV) or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = tracking.start_run(
         uri, config.tracking.experiment, run_name,

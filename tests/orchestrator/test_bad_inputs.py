@@ -14,6 +14,8 @@ import pytest
 
 from orchestrator.cli import main
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _files(folder: Path) -> dict[str, Path]:
     """The bad files the cases hand over, made once per test."""
@@ -65,6 +67,9 @@ CASES: dict[str, Case] = {
     "tracking uri not a URI": (lambda f: ["launch", "tracking.uri=mlflow.db"], "tracking.uri"),
     "two config files": (lambda f: ["launch", "a.yaml", "b.yaml"], "a.yaml"),
     "address scheme": (lambda f: ["launch", "--address", "tcp://127.0.0.1:1"], "tcp://"),
+    "address nobody answers": (lambda f: ["launch", "--address", "127.0.0.1:1",
+                                          f"data.path={f['images'].parent / 'never-made'}"],
+                               "ray.address=127.0.0.1:1"),
     "dataset missing": (lambda f: ["launch", "data.path=/nonexistent/ds", "data.sample=null"],
                         "/nonexistent/ds"),
     "dataset of another task": (lambda f: ["launch", "task=sentiment", "data.sample=grammar"],
@@ -134,14 +139,14 @@ CASES: dict[str, Case] = {
                               "/nonexistent/dataset"),
     # k8s
     "k8s unknown profile": (lambda f: ["k8s", "render", "--profile", "tpu"], "--profile"),
-    "k8s bad override": (lambda f: ["k8s", "render", "configs/quickstart.yaml", "ray.num_workers"],
-                         "ray.num_workers"),
+    "k8s bad override": (lambda f: ["k8s", "render", str(REPO / "configs" / "quickstart.yaml"),
+                                    "ray.num_workers"], "ray.num_workers"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_naming_it(case: str, tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # configs/ is where users find it
+    monkeypatch.chdir(tmp_path)  # whatever a case writes by mistake lands here
     argv, named = CASES[case]
     assert run_cli(argv(_files(tmp_path))) == 2
     err = capsys.readouterr().err
@@ -152,6 +157,8 @@ def test_bad_input_is_one_line_naming_it(case: str, tmp_path: Path, monkeypatch,
     import ray
 
     assert not ray.is_initialized(), "a bad input started Ray"
+    assert not list(tmp_path.glob("**/dataset.json")), "a bad input generated data"
+    assert not (tmp_path / "mlflow.db").exists(), "a bad input created an MLflow store"
 
 
 def run_cli(argv: list[str]) -> int | str | None:
