@@ -38,6 +38,8 @@ def read_text(path: Path) -> str:
 
 def read_stdin() -> str:
     """Standard input as text: binary or non-UTF-8 input is one line, not a traceback."""
+    if not hasattr(sys.stdin, "buffer"):  # replaced by a text stream (an embedding program)
+        return _decoded(sys.stdin.read().encode("utf-8"), "standard input")
     return _decoded(sys.stdin.buffer.read(), "standard input")
 
 

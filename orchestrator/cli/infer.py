@@ -59,8 +59,9 @@ def _load_checkpoint(path: str, *tasks: str) -> Any:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    sentences = [line.strip() for line in read_stdin().splitlines() if line.strip()]
+    # The checkpoint first: stdin waits for typing, and a wrong path should not.
     module = _load_checkpoint(args.checkpoint, "sentiment")
+    sentences = [line.strip() for line in read_stdin().splitlines() if line.strip()]
     for start in range(0, len(sentences), 256):
         chunk = sentences[start : start + 256]
         for sentence, label in zip(chunk, module.classify(chunk), strict=True):
@@ -69,9 +70,12 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    lines = (read_text(args.input) if args.input else read_stdin()).splitlines()
-    sentences = [line.strip() for line in lines if line.strip()]
+    # A file is read first (a bad one costs no model load); stdin after the checkpoint,
+    # since it waits for typing and a wrong checkpoint path should not.
+    text = read_text(args.input) if args.input else None
     module = _load_checkpoint(args.checkpoint, "translation")
+    lines = (text if text is not None else read_stdin()).splitlines()
+    sentences = [line.strip() for line in lines if line.strip()]
     for start in range(0, len(sentences), 64):
         for translation in module.translate(sentences[start : start + 64], args.beam_size):
             print(translation)

@@ -7,12 +7,16 @@ table runs in one process, and the last test asserts Ray was never initialised.
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.cli.arguments import read_stdin
+from orchestrator.errors import OrchestratorError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -168,3 +172,9 @@ def run_cli(argv: list[str]) -> int | str | None:
         return main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+def test_binary_stdin_is_one_line_naming_the_line(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"fine\n\xff\xfe\x00")))
+    with pytest.raises(OrchestratorError, match=r"standard input is not UTF-8 text \(line 2"):
+        read_stdin()
