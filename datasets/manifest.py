@@ -85,9 +85,14 @@ def load_manifest(location: str) -> DatasetManifest:
     return DatasetManifest(splits=splits, location=location, **data)
 
 
+def is_local(location: str) -> bool:
+    """A folder on this machine (checkable), not a URL webdataset opens."""
+    return "://" not in location and not location.startswith("pipe:")
+
+
 def check_local_shards(manifest: DatasetManifest) -> None:
     """Fail early, naming the file, when a local dataset lost a shard or the vocabulary."""
-    if "://" in manifest.location or manifest.location.startswith("pipe:"):
+    if not is_local(manifest.location):
         return
     root = Path(manifest.location)
     names = [manifest.vocab_file] + [s for info in manifest.splits.values() for s in info.shards]

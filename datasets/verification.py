@@ -17,14 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.datasets.manifest import MANIFEST_NAME, DatasetManifest, sha256_of
+from orchestrator.datasets.manifest import MANIFEST_NAME, DatasetManifest, is_local, sha256_of
 
 VERIFIED_CACHE = ".dataset.verified.json"
-
-
-def is_local(location: str) -> bool:
-    """A folder on this machine (checkable), not a URL webdataset opens."""
-    return "://" not in location and not location.startswith("pipe:")
 
 
 def damaged_files(manifest: DatasetManifest, use_cache: bool = True) -> list[str]:

@@ -16,10 +16,11 @@ from orchestrator.datasets.manifest import (
     DatasetError,
     DatasetManifest,
     check_local_shards,
+    is_local,
     load_manifest,
     rebuild_hint,
 )
-from orchestrator.datasets.verification import damaged_files, is_local
+from orchestrator.datasets.verification import damaged_files
 from orchestrator.errors import OrchestratorError
 
 
@@ -30,7 +31,7 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     if config.data.path is None:
         config.data.sample = config.data.sample or DEFAULT_SAMPLES[config.task]
         config.data.path = f"data/sample-{config.data.sample}"
-    if "://" not in config.data.path and not config.data.path.startswith("pipe:"):
+    if is_local(config.data.path):
         config.data.path = str(Path(config.data.path).resolve())
     if "://" not in config.ray.storage_path:
         config.ray.storage_path = str(Path(config.ray.storage_path).resolve())
@@ -109,7 +110,6 @@ def connect_ray(address: str | None, resources: dict[str, float] | None = None) 
         return ray.get_runtime_context().gcs_address
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        check_ray_address(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:

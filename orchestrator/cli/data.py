@@ -157,8 +157,13 @@ def _common_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 def _verify(args: argparse.Namespace) -> int:
     """The explicit check: hashes every file, never trusting the cache a launch uses, and
     fails where there is nothing to check against (a pass must mean something)."""
-    from orchestrator.datasets.manifest import check_local_shards, load_manifest, rebuild_hint
-    from orchestrator.datasets.verification import damaged_files, is_local
+    from orchestrator.datasets.manifest import (
+        check_local_shards,
+        is_local,
+        load_manifest,
+        rebuild_hint,
+    )
+    from orchestrator.datasets.verification import damaged_files
 
     manifest = load_manifest(args.path)
     if not is_local(manifest.location):

@@ -100,17 +100,14 @@ def name_findings(name: Any, kind: str, where: str) -> Iterator[Finding]:
 
 
 def label_findings(labels: Any, where: str) -> Iterator[Finding]:
-    """Label keys are qualified names; values are strings of at most 63 name characters."""
-    if labels is None:
-        return
+    """Labels follow the annotation rules, and their values are at most 63 name characters."""
+    yield from annotation_findings(labels, where)
     if not isinstance(labels, dict):
-        yield where, f"must be a mapping of strings, not {labels!r}"
         return
     for key, value in labels.items():
-        yield from _key_findings(key, f"{where}.{key}")
         if not isinstance(value, str):
-            yield f"{where}.{key}", f"value {value!r} must be a string; quote it"
-        elif len(value) > 63 or (value and not _NAME_PART.match(value)):
+            continue  # annotation_findings said so
+        if len(value) > 63 or (value and not _NAME_PART.match(value)):
             yield f"{where}.{key}", (
                 f"value {value!r} is not a valid label value: at most 63 letters, digits, "
                 "'-', '_' or '.', starting and ending with a letter or digit"

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
 from orchestrator.errors import OrchestratorError
-from orchestrator.inputs import connect_ray, ensure_dataset, resolve_paths
+from orchestrator.inputs import check_ray_address, connect_ray, ensure_dataset, resolve_paths
 from orchestrator.sweep.trial import run_trial
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning import mlflow_runs, report
@@ -48,6 +48,7 @@ class SweepOutcome:
 def sweep(path: str | None = None, resume: str | None = None,
           address: str | None = None) -> SweepOutcome:
     """Start the sweep in `path`, or resume the one in folder `resume`."""
+    check_ray_address(address)  # before the plan makes data and the parent run
     if resume:
         folder = Path(resume).resolve()
         plan = load_plan(folder)

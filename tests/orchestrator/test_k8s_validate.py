@@ -8,7 +8,6 @@ v1.7.0 CRDs (../shared/kuberay-crds) skip when they are absent, like test_k8s.py
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 from collections.abc import Callable
@@ -18,36 +17,17 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.cli import k8s as k8s_door
 from orchestrator.config import load_config
 from orchestrator.errors import OrchestratorError
 from orchestrator.k8s.check import CRDS_ENV
 from orchestrator.k8s.render import PROFILES, RenderOptions, render, to_yaml
-
-REPO = Path(__file__).resolve().parents[2]
-CRDS = REPO.parent / "shared" / "kuberay-crds"
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-
-needs_crds = pytest.mark.skipif(
-    not (CRDS / "ray.io_rayjobs.yaml").is_file(),
-    reason=f"the KubeRay CRDs are not at {CRDS} (the shared/ folder beside the checkout)",
-)
+from tests.orchestrator.test_k8s import CONFIGS, CRDS, REPO, k8s_cli, needs_crds
 
 
 @pytest.fixture(autouse=True)
 def _no_crds_from_the_environment(monkeypatch):
     """Each test says where its CRDs come from; a developer's variable must not leak in."""
     monkeypatch.delenv(CRDS_ENV, raising=False)
-
-
-def k8s_cli(*argv: str) -> int:
-    """`orchestrator k8s ...` through the same argparse wiring cli.py uses."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true")
-    parser = argparse.ArgumentParser(parents=[common])
-    k8s_door.register(parser.add_subparsers(), common)
-    args = parser.parse_args(["k8s", *argv])
-    return args.handler(args)
 
 
 def rendered(config: Path | None = None, profile: str = "gpu-multinode", **options: Any):
