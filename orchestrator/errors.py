@@ -19,3 +19,8 @@ class OrchestratorError(Exception):
     The CLI prints it as `error: <message>` and exits with status 2 (the traceback
     only with `--debug`). Raise it for bad input, never for bugs.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a command that left something to continue; the message
+    says how (the CLI prints it after `interrupted; ` and exits with 130)."""

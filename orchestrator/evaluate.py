@@ -122,7 +122,7 @@ def _log_eval_run(uri: str, config: ExperimentConfig, checkpoint: Path,
         tracking.log_artifacts(client, run_id, artifacts)
         succeeded = True
     finally:
-        tracking.end_run(uri, run_id, succeeded)
+        tracking.end_run(uri, run_id, "FINISHED" if succeeded else "FAILED")
     return run_id
 
 

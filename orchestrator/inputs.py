@@ -7,7 +7,9 @@ that a sweep's trial actors can import it without torch.
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig
@@ -64,6 +66,44 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
             f"data.path {path}: {', '.join(damaged)}; {_how_to_rebuild(config, manifest)}"
         )
     return manifest
+
+
+# Room a run needs where it writes: a few checkpoints of a small model, the MLflow store's
+# growth. Far below what a large model needs, far above "full".
+MIN_FREE_BYTES = 256 * 2**20
+
+
+def check_storage(storage_path: str, tracking_uri: str) -> None:
+    """The checkpoint folder and a sqlite tracking store must be writable and have room:
+    found full or read-only after the first epoch, a run would lose its checkpoints."""
+    if "://" not in storage_path:
+        check_writable(Path(storage_path), "ray.storage_path")
+    if tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri[len("sqlite:///"):])
+        check_writable(store.parent, "the folder of tracking.uri")
+
+
+def check_writable(folder: Path, what: str, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Write a probe file where `folder` is or would be created (its nearest existing
+    parent); then ask for `need_bytes` free there."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OrchestratorError(f"{what} {folder} cannot be made: {existing} is a file, "
+                                "not a folder; give a folder path")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise OrchestratorError(f"{what} {folder} is not writable ({exc.strerror or exc} in "
+                                f"{existing}); give a folder you can write to") from None
+    free = shutil.disk_usage(existing).free
+    if free < need_bytes:
+        raise OrchestratorError(
+            f"{what} {folder} has {free / 2**20:.0f} MiB free, less than the "
+            f"{need_bytes / 2**20:.0f} MiB a run needs for checkpoints and metrics; "
+            "free some space or give another folder"
+        )
 
 
 def _generate_sample(config: ExperimentConfig, path: Path) -> None:

@@ -1,7 +1,9 @@
 """`orchestrator launch`: one training run on Ray Train, tracked as one MLflow run.
 
-Everything that can be wrong with the input (config, data, tracking server) is checked
-here, before Ray starts. The run ends FINISHED or FAILED in MLflow, never RUNNING.
+Everything that can be wrong with the input (config, data, storage, tracking server) is
+checked here, before Ray starts. The run ends FINISHED, FAILED, or KILLED when interrupted
+(then `launch --resume` continues it); a driver killed outright leaves it RUNNING until a
+later launch or `--resume` finds its driver gone (`resume.py`).
 This module stays free of torch and Lightning: a sweep runs it in every trial actor.
 """
 
@@ -19,18 +21,32 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.config import ExperimentConfig, TrackingConfig, flatten
 from orchestrator.datasets.manifest import DatasetManifest
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.inputs import (
     check_ray_address,
+    check_storage,
     connect_ray,
     ensure_dataset,
     ray_logs_folder,
     resolve_paths,
 )
 from orchestrator.progress import EpochProgress
-from orchestrator.run_files import CHECKPOINT_FILE, RUN_NAME_ENV, SAMPLES_FILE, SAMPLES_SEPARATOR
+from orchestrator.resume import (
+    DriverHeartbeat,
+    ResumePoint,
+    mark_stale_runs,
+    reopen,
+    resume_point,
+)
+from orchestrator.run_files import (
+    CHECKPOINT_FILE,
+    RUN_NAME_ENV,
+    SAMPLES_FILE,
+    SAMPLES_SEPARATOR,
+    STORED_CONFIG_FILE,
+)
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.worker.entry import train_worker
 
@@ -45,27 +61,64 @@ class LaunchResult:
     summary_metrics: tuple[str, ...]
 
 
-def launch(config: ExperimentConfig) -> LaunchResult:
-    """Validate inputs, train on Ray, log to MLflow; raise OrchestratorError on bad input."""
+def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> LaunchResult:
+    """Validate inputs, train on Ray, log to MLflow; raise OrchestratorError on bad input.
+
+    With `resume` (`launch --resume`), or a pinned run name whose run did not finish (a
+    retried RayJob), training continues from the run's last checkpoint in the same run."""
     config = resolve_paths(config)
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
+    check_storage(config.ray.storage_path, uri)
     check_ray_address(config.ray.address)
     manifest = ensure_dataset(config)
+    client = MlflowClient(uri)
+    mark_stale_runs(client, config.tracking.experiment)
+    resume = resume or _unfinished_pinned_run(client, config)
     connect_ray(config.ray.address)  # joined before the run: a failure leaves no run behind
-    run_name = os.environ.get(RUN_NAME_ENV) or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_id = tracking.start_run(
-        uri, config.tracking.experiment, run_name,
-        tags={"task": config.task, "git_commit": tracking.git_commit()},
-    )
-    succeeded = False
+    if resume is None:
+        run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_name = os.environ.get(RUN_NAME_ENV) or run_name
+        run_id = tracking.start_run(
+            uri, config.tracking.experiment, run_name,
+            tags={"task": config.task, "git_commit": tracking.git_commit()},
+        )
+    else:
+        run_id, run_name = resume.run_id, resume.run_name
+        reopen(client, resume)
     try:
-        with EpochProgress(uri, run_id, config.task, config.train.max_epochs):
+        with DriverHeartbeat(client, run_id), \
+                EpochProgress(uri, run_id, config.task, config.train.max_epochs):
             result = train_in_run(config, uri, run_id, run_name, manifest)
-        succeeded = True
-        return result
-    finally:
-        tracking.end_run(uri, run_id, succeeded)
+    except KeyboardInterrupt:
+        tracking.end_run(uri, run_id, "KILLED")
+        raise Interrupted(f"continue the run with: {resume_command(run_id, uri)}") from None
+    except BaseException:
+        tracking.end_run(uri, run_id, "FAILED")
+        raise
+    tracking.end_run(uri, run_id, "FINISHED")
+    return result
+
+
+def resume_command(run_id: str, uri: str) -> str:
+    """The command that continues the run (naming its store unless it is the default)."""
+    default = tracking.resolve_tracking_uri(TrackingConfig())
+    return f"orchestrator launch --resume {run_id}" + (
+        "" if uri == default else f" tracking.uri={uri}")
+
+
+def _unfinished_pinned_run(client: MlflowClient, config: ExperimentConfig) -> ResumePoint | None:
+    """A retried Kubernetes RayJob runs under the same pinned name (RUN_NAME_ENV): its
+    unfinished MLflow run is continued, whatever its old driver's heartbeat says."""
+    pinned = os.environ.get(RUN_NAME_ENV)
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    if not pinned or experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"attributes.run_name = '{pinned}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return resume_point(client, runs[0], config, [], take_over=True) if runs else None
 
 
 def train_in_run(
@@ -179,7 +232,8 @@ def _log_inputs(
     uri: str, run_id: str, config: ExperimentConfig, manifest: DatasetManifest
 ) -> None:
     client = MlflowClient(uri)
-    client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False), "config.yaml")
+    client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False),
+                    STORED_CONFIG_FILE)
     client.log_text(run_id, manifest.read_file(manifest.vocab_file), "vocab.json")
 
 

@@ -34,6 +34,8 @@ class EpochProgress:
         self._thread = threading.Thread(target=self._watch, name="epoch-progress", daemon=True)
 
     def __enter__(self) -> EpochProgress:
+        # a resumed run's earlier epochs were printed by the launch that trained them
+        self.printed = len(self.client.get_metric_history(self.run_id, self.monitor))
         self._thread.start()
         return self
 

@@ -15,6 +15,7 @@ from orchestrator.errors import OrchestratorError
 CHECKPOINT_FILE = "checkpoint.ckpt"  # RayTrainReportCallback.CHECKPOINT_NAME
 SAMPLES_FILE = "samples.txt"  # written by rank 0 of the Train run
 SAMPLES_SEPARATOR = "\n\n---\n\n"
+STORED_CONFIG_FILE = "config.yaml"  # the run's experiment config, an MLflow artifact
 CONFIG_KEY = "orchestrator_config"  # the experiment config, in a checkpoint's dict
 # The launcher names a run `{name}-{timestamp}` unless this is set; a restarted RayJob
 # must reuse the same name so Ray Train finds its checkpoints under the storage path.
@@ -64,6 +65,6 @@ def config_in_checkpoint(stored: dict[str, Any], checkpoint: Path) -> dict[str, 
         raise OrchestratorError(
             f"checkpoint {checkpoint} carries no experiment config (written before "
             "`orchestrator eval` existed); give the run's config file after the checkpoint "
-            "(MLflow keeps it as the run's config.yaml artifact)"
+            f"(MLflow keeps it as the run's {STORED_CONFIG_FILE} artifact)"
         )
     return stored[CONFIG_KEY]

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param, RunStatus
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -118,9 +118,9 @@ def log_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, Any]) 
             client.log_text(run_id, artifact, name)
 
 
-def end_run(uri: str, run_id: str, succeeded: bool) -> None:
-    status = RunStatus.FINISHED if succeeded else RunStatus.FAILED
-    MlflowClient(tracking_uri=uri).set_terminated(run_id, RunStatus.to_string(status))
+def end_run(uri: str, run_id: str, status: str) -> None:
+    """FINISHED, FAILED, or KILLED (interrupted: `launch --resume` continues it)."""
+    MlflowClient(tracking_uri=uri).set_terminated(run_id, status)
 
 
 def git_commit() -> str:

@@ -9,6 +9,7 @@ heavy dependencies inside their handlers, so `orchestrator --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -27,16 +28,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a pod's eviction: as Ctrl-C
     try:
         return args.handler(args) or 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
         if args.debug:
             traceback.print_exc()
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2 if _is_user_error(exc) else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops a command the way Ctrl-C does: runs end KILLED and can be resumed."""
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from orchestrator.cli.arguments import split_items
+from orchestrator.errors import OrchestratorError
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -25,6 +26,12 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         help="Ray cluster: auto (a `ray start` cluster), HOST:PORT, ray://HOST:10001 (client), "
         "or http://HOST:8265 (submit as a Ray job); default: a local instance",
     )
+    launch.add_argument(
+        "--resume", metavar="RUN",
+        help="continue an interrupted run (an MLflow run id or name, or `last`) from its last "
+        "checkpoint, in the same MLflow run; overrides may change only how long and where it "
+        "trains (README: Interrupted runs)",
+    )
     launch.set_defaults(handler=_launch)
 
 
@@ -32,20 +39,27 @@ def _launch(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
 
     path, overrides = split_items(args.items)
-    if args.address and args.address.startswith(("http://", "https://", "ray://")):
+    remote = args.address and args.address.startswith(("http://", "https://", "ray://"))
+    if remote and args.resume:
+        raise OrchestratorError(f"--resume with --address {args.address} is not supported: "
+                                "resume on the cluster, or join it with --address HOST:PORT")
+    if remote:
         # A Ray Jobs API or client address: the run goes to the cluster as a job.
         from orchestrator.remote import launch_remote
 
         return launch_remote(load_config(path, overrides), args.address)
     if args.address:
         overrides.append(f"ray.address={args.address}")
-    config = load_config(path, overrides)
 
     from orchestrator.launch import launch, summary
+    from orchestrator.resume import prepare_resume
 
     _quiet_driver()  # after MLflow's import, which sets its logger's level
-
-    print(summary(launch(config)))
+    if args.resume:
+        resume = prepare_resume(args.resume, path, overrides)
+        print(summary(launch(resume.config, resume)))
+    else:
+        print(summary(launch(load_config(path, overrides))))
     return 0
 
 

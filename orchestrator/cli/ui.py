@@ -21,11 +21,19 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
     from orchestrator.config import load_config
+    from orchestrator.resume import mark_stale_runs
     from orchestrator.tracking import artifact_root, resolve_tracking_uri
 
     path, overrides = split_items(args.items)
-    uri = resolve_tracking_uri(load_config(path, overrides).tracking)
+    config = load_config(path, overrides)
+    uri = resolve_tracking_uri(config.tracking)
+    # launches whose driver was killed would show as running forever
+    for run_id in mark_stale_runs(MlflowClient(uri), config.tracking.experiment):
+        print(f"run {run_id}: its driver is gone; marked KILLED (continue it with "
+              f"`orchestrator launch --resume {run_id}`)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):

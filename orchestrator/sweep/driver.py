@@ -19,7 +19,13 @@ from mlflow.tracking import MlflowClient
 from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
 from orchestrator.errors import OrchestratorError
-from orchestrator.inputs import check_ray_address, connect_ray, ensure_dataset, resolve_paths
+from orchestrator.inputs import (
+    check_ray_address,
+    check_storage,
+    connect_ray,
+    ensure_dataset,
+    resolve_paths,
+)
 from orchestrator.sweep.trial import run_trial
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning import mlflow_runs, report
@@ -84,6 +90,7 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
                                 f"sweep --resume {folder}` or give the sweep another name")
     uri = tracking.resolve_tracking_uri(base.tracking)
     tracking.check_reachable(uri)
+    check_storage(str(folder), uri)
     ensure_dataset(base)  # once here, so trials never race to generate sample data
     parent = tracking.start_run(
         uri, base.tracking.experiment, sweep.name,

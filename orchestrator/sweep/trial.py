@@ -58,4 +58,4 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
         # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED
         status = MlflowClient(plan.tracking_uri).get_run(run_id).info.status
         if succeeded or status == "RUNNING":
-            tracking.end_run(plan.tracking_uri, run_id, succeeded)
+            tracking.end_run(plan.tracking_uri, run_id, "FINISHED" if succeeded else "FAILED")

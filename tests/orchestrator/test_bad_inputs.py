@@ -78,6 +78,15 @@ CASES: dict[str, Case] = {
                         "/nonexistent/ds"),
     "dataset of another task": (lambda f: ["launch", "task=sentiment", "data.sample=grammar"],
                                 "data.sample"),
+    "storage under a file": (lambda f: ["launch", f"ray.storage_path={f['pair.de']}/runs"],
+                             "ray.storage_path"),
+    "tracking store under a file": (
+        lambda f: ["launch", f"tracking.uri=sqlite:///{f['pair.de']}/mlflow.db"],
+        "tracking.uri"),
+    "resume a run nobody logged": (lambda f: ["launch", "--resume", "no-such-run"],
+                                   "no-such-run"),
+    "resume remote": (lambda f: ["launch", "--resume", "last", "--address",
+                                 "http://127.0.0.1:1"], "--resume"),
     "unknown command": (lambda f: ["lunch"], "lunch"),
     # sweep
     "sweep file missing": (lambda f: ["sweep", "nosuch-sweep.yaml"], "nosuch-sweep.yaml"),
