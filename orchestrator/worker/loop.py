@@ -39,6 +39,7 @@ from orchestrator.run_files import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.worker.callbacks import ConfigInCheckpoint, FlushMetrics
+from orchestrator.worker.continued_logger import ContinuedRunLogger
 from orchestrator.worker.tasks import TASKS
 
 
@@ -53,7 +54,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = task.build_datamodule(config)
     module = task.build_module(config, datamodule)
-    logger = MLFlowLogger(
+    logger = ContinuedRunLogger(
         tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"], synchronous=False
     )
     judged_by = TASK_METRICS[config.task]
