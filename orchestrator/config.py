@@ -151,16 +151,44 @@ RAY_ADDRESS = re.compile(r"^(auto|(ray|https?)://[^\s/]+(/\S*)?|[A-Za-z0-9.\-]+:
 class RayConfig(_Section):
     # Ray cluster address; null starts a local instance ("auto" joins `ray start`'s).
     address: str | None = None
+    # Workers the run trains on when the cluster has room for all of them.
     num_workers: int = Field(2, ge=1)
+    # Elastic training (preemptible nodes): a run that loses workers continues on as few as
+    # min_workers instead of waiting, and grows back to num_workers when room returns, each
+    # time restarting from its last checkpoint; optim.lr and train.batches_per_epoch are
+    # the values for num_workers and follow the world size (orchestrator/worker/elastic.py).
+    # null: a fixed size, the run always trains on num_workers.
+    min_workers: int | None = Field(None, ge=1)
+    # Elastic runs: how often a healthy run checks whether more workers fit. Growing restarts
+    # the workers from the last checkpoint (the epoch in progress is trained again).
+    resize_check_s: float = Field(60.0, gt=0.0)
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
     use_gpu: bool = False
-    # How many worker failures a run survives, resuming from its last checkpoint.
-    max_failures: int = Field(0, ge=-1)
+    # Worker failures a run survives, each resuming from its last checkpoint (-1: no limit).
+    # A node lost without notice (a reclaimed spot VM, a crashed host) costs one, so a long
+    # run survives a few; a deterministic bug fails again on every retry and still ends the
+    # run after 3 quick restarts (Ray's elastic-training guide uses 3). Preemptions Ray is
+    # told of (a drained node) are counted apart by Ray, without a limit.
+    max_failures: int = Field(3, ge=-1)
     # Where Ray Train writes checkpoints: a local path or a URI shared by all nodes.
     storage_path: str = "runs"
     # The best ones by the task's validation metric (and always the latest); null keeps all.
     checkpoints_to_keep: int | None = Field(2, ge=1)
+
+    @property
+    def elastic(self) -> bool:
+        """Whether the run may train on fewer than num_workers workers."""
+        return self.min_workers is not None and self.min_workers < self.num_workers
+
+    @model_validator(mode="after")
+    def _min_workers_fit(self) -> RayConfig:
+        if self.min_workers is not None and self.min_workers > self.num_workers:
+            raise ValueError(
+                f"ray.min_workers {self.min_workers} is more than ray.num_workers "
+                f"{self.num_workers}; an elastic run trains on min_workers to num_workers"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gpus_need_use_gpu(self) -> RayConfig:

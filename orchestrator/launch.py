@@ -152,10 +152,11 @@ def _fit(
         CheckpointConfig,
         FailureConfig,
         RunConfig,
-        ScalingConfig,
         TrainingFailedError,
     )
     from ray.train.torch import TorchTrainer
+
+    from orchestrator.worker.elastic import worker_scaling
 
     # Ray Train's controller polls its workers every 2 s by default: each start, report and
     # finish waits for a poll, ~3 s per run (most of a sweep trial's overhead, RESULTS.md).
@@ -171,11 +172,7 @@ def _fit(
             "tracking_credentials": _credentials_for_workers(), "eval_variants": eval_variants,
             "start_from": start_from,
         },
-        scaling_config=ScalingConfig(
-            num_workers=config.ray.num_workers,
-            use_gpu=config.ray.use_gpu,
-            resources_per_worker=resources,
-        ),
+        scaling_config=worker_scaling(config.ray, resources),
         run_config=RunConfig(
             name=run_name,
             storage_path=config.ray.storage_path,

@@ -83,7 +83,9 @@ def test_generate_command_samples_from_the_checkpoint(launched, capsys):
 
 def test_nan_loss_fails_the_run_with_a_clear_message(launched, markov_dataset, workdir):
     # Weights near float32's limit: the first logits overflow and the loss is not finite.
-    config = small_config(markov_dataset, workdir, "model.init_range=1e38", "name=diverges")
+    # It would on every retry too (ray.max_failures), so none is asked for.
+    config = small_config(markov_dataset, workdir, "model.init_range=1e38", "name=diverges",
+                          "ray.max_failures=0")
     with pytest.raises(OrchestratorError, match=r"training loss is (nan|inf).*lower optim.lr"):
         launch(config)
     client = MlflowClient(launched.tracking_uri)

@@ -1,0 +1,107 @@
+"""What Lightning needs in a worker group that Ray Train may restart from the last
+checkpoint (a lost worker, an elastic resize): follow the world size it is restarted in,
+and log each epoch to MLflow once.
+
+Both go first in the Trainer's callback list, in this order: their epoch-start hooks must
+run before LearningRateMonitor logs the epoch's learning rate, and LogEpochsOnce's
+epoch-end flush sends the world size that FollowWorldSize logs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import pytorch_lightning as pl
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.worker.elastic import batches_per_rank, lr_scale
+
+WORLD_SIZE_METRIC = "world_size"
+BUFFERING_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
+HOLD_S = 24 * 3600  # MLflow's async queue drains on a flush, or after this long
+
+
+class FollowWorldSize(pl.Callback):
+    """Scales the learning rate and the batches per rank to this group's world size, by
+    the rule of `orchestrator.worker.elastic` (a no-op at `ray.num_workers` workers, so in
+    every fixed-size run), and logs the world size each epoch trained in."""
+
+    def __init__(self, config: ExperimentConfig):
+        self.full_world = config.ray.num_workers
+        self.batches_per_epoch = config.train.batches_per_epoch
+        self._scaled = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Before the training loader is made, which reads the count (ShardedDataModule).
+        datamodule = trainer.datamodule
+        if stage == "fit" and self.batches_per_epoch is not None and datamodule is not None:
+            datamodule.batches_per_epoch = batches_per_rank(
+                self.batches_per_epoch, trainer.world_size, self.full_world)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Once, after every on_train_start (ApplyOptimSettings resets a restored optimiser
+        # to the config's rate, which a checkpoint holds scaled to its own world).
+        if self._scaled:
+            return
+        self._scaled = True
+        scale = lr_scale(trainer.world_size, self.full_world)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] *= scale
+                if "initial_lr" in group:
+                    group["initial_lr"] *= scale
+        for scheduler_config in trainer.lr_scheduler_configs:
+            schedule = scheduler_config.scheduler
+            schedule.base_lrs = [rate * scale for rate in schedule.base_lrs]
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Straight to the logger, to be flushed with the epoch (a `self.log` value reaches
+        # the logger only after every epoch-end hook, Ray's checkpoint report included).
+        if trainer.global_rank == 0 and trainer.logger is not None:
+            trainer.logger.log_metrics({WORLD_SIZE_METRIC: float(trainer.world_size)},
+                                       step=max(trainer.global_step - 1, 0))
+
+
+class LogEpochsOnce(pl.Callback):
+    """Holds what rank 0 logs to MLflow during an epoch until the epoch ends, just before
+    Ray Train checkpoints it. A group restarted from that checkpoint trains the next epoch
+    again; had its first steps reached MLflow already, they would be logged twice (at the
+    same steps, the learning rate maybe with another value). A worker killed from outside
+    (a lost node, a resize) takes the held metrics with it; one that fails on its own
+    error sends them, so the run shows what led to the error. The cost: per-step metrics
+    reach MLflow once per epoch instead of every 2 s. (ContinuedRunLogger keeps one value
+    per step whatever reached MLflow; with this, the value kept is the one trained on.)"""
+
+    def __init__(self) -> None:
+        self._previous: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._previous = os.environ.get(BUFFERING_ENV)
+            os.environ[BUFFERING_ENV] = str(HOLD_S)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # the setting first: the flush restarts MLflow's queue
+            if self._previous is None:
+                os.environ.pop(BUFFERING_ENV, None)
+            else:
+                os.environ[BUFFERING_ENV] = self._previous
+            _flush(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # what Lightning logged after the last epoch's hooks (its throughput): that epoch
+        # is checkpointed by now
+        _flush(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _flush(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        _flush(trainer)
+
+
+def _flush(trainer: pl.Trainer) -> None:
+    if trainer.global_rank == 0:
+        mlflow.flush_async_logging()
