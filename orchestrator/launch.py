@@ -10,7 +10,9 @@ This module stays free of torch and Lightning: a sweep runs it in every trial ac
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,6 +138,10 @@ def train_in_run(
     client.set_tag(run_id, "ray.address", ray_address)
     client.set_tag(run_id, "ray.logs", ray_logs_folder())  # the workers' own output
     result = _fit(config, uri, run_id, run_name, list(callbacks), eval_variants, start_from)
+    from orchestrator.undelivered import after_training
+
+    # a tracking server away now is waited for (bounded); what workers kept is replayed
+    after_training(uri, config.ray.storage_path, run_name)
     best = _best_checkpoint_file(result, config)
     client.log_artifact(run_id, str(best), "checkpoint")
     # MLflow holds the last value of every metric, test metrics included.
@@ -185,10 +191,20 @@ def _fit(
             ),
         ),
     )
+    # Ray Train answers Ctrl-C itself: it stops the workers, then exits the process. The
+    # exit becomes an interruption here, so the run ends KILLED and can be resumed; Ray's
+    # handler, left installed after fit, is taken down again.
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
         return trainer.fit()
     except TrainingFailedError as exc:
         raise OrchestratorError(f"training failed: {_root_cause(exc)}") from exc
+    except SystemExit:
+        raise KeyboardInterrupt from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, on_sigint)
 
 
 def _credentials_for_workers() -> dict[str, str]:

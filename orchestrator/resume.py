@@ -43,7 +43,8 @@ STALE_AFTER_S = 3 * HEARTBEAT_S  # three missed heartbeats: the driver is gone
 # it reports, and the test-time decoding that has not run yet. Everything else (model,
 # optimiser, data, seed) would make the checkpoint's run a different experiment.
 CHANGEABLE = ("train.max_epochs", "train.progress_bar", "train.log_every_n_steps",
-              "data.num_workers", "ray.address", "ray.num_workers", "ray.cpus_per_worker",
+              "data.num_workers", "ray.address", "ray.num_workers", "ray.min_workers",
+              "ray.resize_check_s", "ray.cpus_per_worker",
               "ray.gpus_per_worker", "ray.use_gpu", "ray.max_failures",
               "ray.checkpoints_to_keep", "eval.", "generate.", "tracking.")
 

@@ -234,8 +234,9 @@ def _worker_group(
     return {
         "groupName": "gpu-workers" if profile.gpu else "cpu-workers",
         "replicas": workers,
-        # Training needs every worker; the autoscaler may release idle ones afterwards.
-        "minReplicas": 0 if profile.autoscaling else workers,
+        # Training needs every worker (an elastic run, ray.min_workers); the autoscaler may
+        # release idle ones afterwards.
+        "minReplicas": 0 if profile.autoscaling else (config.ray.min_workers or workers),
         "maxReplicas": workers,
         "rayStartParams": {},
         "template": {"metadata": {"labels": _labels(job_name)}, "spec": pod_spec},

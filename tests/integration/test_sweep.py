@@ -232,13 +232,16 @@ def _finished_children(tracking_db: Path, parent_run_id: str) -> int:
     return len(mlflow_runs.children(client, parent_run_id, "attributes.status = 'FINISHED'"))
 
 
+TRIALS = 4
+
+
 @pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_dataset,
                                                               interrupt):
     path = write_sweep(
         tmp_path, "markov-resume",
         markov_lm(markov_dataset, epochs=2, batches=10),
-        {"model.cell": {"grid": ["rnn", "gru", "lstm"]}, "optim.clip": {"grid": [0.5, 5.0]}},
+        {"model.cell": {"grid": ["gru", "lstm"]}, "optim.clip": {"grid": [0.5, 5.0]}},
         scheduler={"name": "none"}, max_concurrent_trials=1,
     )
     command = [sys.executable, "-m", "orchestrator.cli", "sweep", str(path)]
@@ -249,7 +252,7 @@ def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_d
     while time.monotonic() < deadline and driver.poll() is None:
         if (folder / "sweep.json").exists():
             plan = load_plan(folder)
-            if _finished_children(tmp_path / "mlflow.db", plan.parent_run_id) >= 2:
+            if _finished_children(tmp_path / "mlflow.db", plan.parent_run_id) >= 1:
                 break
         time.sleep(1)
     assert driver.poll() is None, f"sweep ended before the interrupt: {driver.stderr.read()}"
@@ -268,7 +271,7 @@ def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_d
     # finished in Tune's own record (a trial interrupted while it wrapped up is not)
     done_before = {trial.trial_id for trial in ExperimentAnalysis(str(folder)).trials
                    if trial.status == "TERMINATED"}
-    assert len(done_before) < 6
+    assert len(done_before) < TRIALS
     assert len(done_before) >= 1 or interrupt == signal.SIGKILL
     assert all(before[trial].info.status == "FINISHED" for trial in done_before)
 
@@ -278,7 +281,7 @@ def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_d
     assert resumed.returncode == 0, resumed.stderr
     after = mlflow_runs.children(client, plan.parent_run_id)
     trial_ids = [run.data.tags[mlflow_runs.TRIAL_TAG] for run in after]
-    assert len(trial_ids) == len(set(trial_ids)) == 6  # no trial lost, none doubled
+    assert len(trial_ids) == len(set(trial_ids)) == TRIALS  # no trial lost, none doubled
     for run in after:
         trial = run.data.tags[mlflow_runs.TRIAL_TAG]
         assert run.info.status == "FINISHED"
