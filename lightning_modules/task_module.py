@@ -7,7 +7,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import grad_norm
 from torch import nn
 
 from orchestrator.lightning_modules.optimizers import configure_optimizers
@@ -30,8 +29,35 @@ class TaskModule(pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning clips after this hook, so this is the norm before clipping.
-        norm = grad_norm(self.model, norm_type=2)["grad_2.0_norm_total"]
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
         self.log("grad_norm", norm, on_step=True, on_epoch=False)
+        every = self.trainer.log_every_n_steps
+        if every > 1:  # the steps between two logged ones, summarised: no spike goes unseen
+            if not hasattr(self, "_grad_norms"):
+                self._grad_norms = GradNormWindow()
+            last = (self.global_step + 1) % every == 0  # Lightning's logging cadence
+            for name, value in self._grad_norms.add(norm, last).items():
+                self.log(name, value, on_step=True, on_epoch=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return configure_optimizers(self.parameters(), self.hparams["optim"])
+
+
+class GradNormWindow:
+    """Min, mean and max of the gradient norms since the last logged step, kept as tensors
+    on the device (no host sync per step)."""
+
+    def __init__(self) -> None:
+        self.norms: list[torch.Tensor] = []
+
+    def add(self, norm: torch.Tensor, last: bool) -> dict[str, torch.Tensor]:
+        """Take this step's norm; on the logging interval's `last` step, the summary (and a
+        fresh window), else nothing."""
+        self.norms.append(norm.detach())
+        if not last:
+            return {}
+        stacked = torch.stack(self.norms)
+        self.norms = []
+        return {"grad_norm_min": stacked.min(), "grad_norm_mean": stacked.mean(),
+                "grad_norm_max": stacked.max()}
