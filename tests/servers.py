@@ -15,8 +15,8 @@ from pathlib import Path
 
 from orchestrator.inputs import free_port
 
-__all__ = ["ADMIN_PASSWORD", "auth_mlflow_server", "free_port", "stop_process_group",
-           "wait_for_http"]
+__all__ = ["ADMIN_PASSWORD", "auth_mlflow_server", "free_port", "start_mlflow_server",
+           "stop_process_group", "wait_for_http"]
 
 ADMIN_PASSWORD = "a-long-admin-password-1"
 
@@ -26,7 +26,9 @@ def auth_mlflow_server(folder: Path) -> Iterator[str]:
     """A password-protected `mlflow server` (the basic-auth app) on loopback; yields its URL.
     The account `admin` / ADMIN_PASSWORD may write; anonymous requests are refused."""
     (folder / "auth.ini").write_text(
-        "[mlflow]\ndefault_permission = READ\n"
+        # MLflow's own credential cache: without it every request re-hashes the password
+        # (tens of ms, by design), and a one-epoch run took 50 s
+        "[mlflow]\ndefault_permission = READ\nauth_cache_ttl_seconds = 600\n"
         f"database_uri = sqlite:///{folder}/auth.db\nadmin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
@@ -47,6 +49,26 @@ def auth_mlflow_server(folder: Path) -> Iterator[str]:
         yield url
     finally:
         stop_process_group(server)
+
+
+def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    """A plain `mlflow server` (no auth) on loopback `port`, its store a sqlite file in
+    `folder`; returns once it answers. Called again with the same folder and port, it is
+    the same server back after an outage."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+         "--artifacts-destination", str(folder / "artifacts")],
+        # no job runner (a dozen processes for GenAI jobs): tracking needs none of it
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", server)
+    except BaseException:
+        stop_process_group(server)
+        raise
+    return server
 
 
 def wait_for_http(

@@ -14,12 +14,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from orchestrator.cli import data, evaluate, infer, k8s, launch, sweep, ui
+from orchestrator.cli import data, evaluate, infer, k8s, launch, replay, sweep, ui
 from orchestrator.cli.arguments import OneLineParser
 from orchestrator.errors import OrchestratorError, hide_passwords
 
 # Each registers its subcommands with `register(commands, common)`; the order is --help's.
-DOORS = (launch, sweep, evaluate, ui, infer, k8s, data)
+DOORS = (launch, sweep, evaluate, ui, infer, k8s, data, replay)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

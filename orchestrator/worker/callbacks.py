@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.run_files import CONFIG_KEY
+from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 
 
 class ConfigInCheckpoint(pl.Callback):
@@ -26,8 +27,13 @@ class ConfigInCheckpoint(pl.Callback):
 
 class FlushMetrics(pl.Callback):
     """Send the epoch's buffered metrics to MLflow before Ray hears of the epoch: a sweep's
-    scheduler may stop the trial (killing its process) as soon as it reads the report."""
+    scheduler may stop the trial (killing its process) as soon as it reads the report.
+    While the server is away the keeping logger skips it (training would wait)."""
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_rank == 0:
+        if trainer.global_rank != 0:
+            return
+        if isinstance(trainer.logger, KeepingMLFlowLogger):
+            trainer.logger.flush()
+        else:
             mlflow.flush_async_logging()

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytorch_lightning as pl
 import ray
 import ray.train
@@ -29,7 +28,6 @@ from ray.train.lightning import (
     prepare_trainer,
 )
 
-from orchestrator import tracking
 from orchestrator.config import ExperimentConfig
 from orchestrator.lightning_modules.averaged_weights import AverageLastEpochs
 from orchestrator.lightning_modules.best_weights import KeepBestWeights
@@ -38,8 +36,9 @@ from orchestrator.lightning_modules.throughput import TokenThroughput
 from orchestrator.run_files import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning.evaluation_axes import variant_prefix
+from orchestrator.undelivered import spill_folder
 from orchestrator.worker.callbacks import ConfigInCheckpoint, FlushMetrics
-from orchestrator.worker.continued_logger import ContinuedRunLogger
+from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 from orchestrator.worker.tasks import TASKS
 
 
@@ -54,8 +53,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = task.build_datamodule(config)
     module = task.build_module(config, datamodule)
-    logger = ContinuedRunLogger(
-        tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"], synchronous=False
+    # metrics the tracking server does not take (an outage) are kept and sent again
+    logger = KeepingMLFlowLogger(
+        loop_config["tracking_uri"], loop_config["run_id"],
+        spill_folder(config.ray.storage_path, ray.train.get_context().get_experiment_name()),
     )
     judged_by = TASK_METRICS[config.task]
     best_weights = KeepBestWeights(judged_by.monitor, judged_by.mode)
@@ -89,12 +90,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # fit + test wall time: what a sweep's per-trial overhead is measured against
     final["time_fit_test_s"] = time.perf_counter() - started
     if trainer.global_rank == 0:
-        tracking.log_artifacts(logger.experiment, logger.run_id,
-                               getattr(module, "artifacts", {}))
         # example outputs of the tested weights, made here where the model already is
         samples = task.samples(module, config)
-        logger.experiment.log_text(logger.run_id, SAMPLES_SEPARATOR.join(samples), SAMPLES_FILE)
-        mlflow.flush_async_logging()
+        # uploaded and every metric delivered, or (server away) kept for the driver's replay
+        logger.finish({**getattr(module, "artifacts", {}),
+                       SAMPLES_FILE: SAMPLES_SEPARATOR.join(samples)})
     ray.train.report(metrics=final)
 
 
@@ -168,7 +168,7 @@ def _make_trainer(
     )
 
 
-def _tag_worker_nodes(logger: MLFlowLogger) -> None:
+def _tag_worker_nodes(logger: KeepingMLFlowLogger) -> None:
     """Record which Ray nodes the workers ran on (one tag, from rank 0)."""
     node_id = ray.get_runtime_context().get_node_id()
     node_ids: list[str] = [node_id]
@@ -176,4 +176,4 @@ def _tag_worker_nodes(logger: MLFlowLogger) -> None:
         node_ids = [""] * dist.get_world_size()
         dist.all_gather_object(node_ids, node_id)
     if ray.train.get_context().get_world_rank() == 0:
-        logger.experiment.set_tag(logger.run_id, "ray.worker_nodes", ",".join(node_ids))
+        logger.log_tags({"ray.worker_nodes": ",".join(node_ids)})  # kept, like metrics
