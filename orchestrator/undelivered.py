@@ -112,9 +112,7 @@ def save_artifacts(folder: Path, run_id: str, artifacts: dict[str, Any]) -> None
 def replay(client: MlflowClient, folder: Path) -> str:
     """Put a spill folder into its runs; returns what it did, in words. The folder is then
     renamed (`undelivered-replayed-TIME`), so a later launch does not send it again."""
-    if not (folder / METRICS_FILE).is_file() and not (folder / ARTIFACTS).is_dir():
-        raise OrchestratorError(f"{folder} holds no undelivered metrics or artifacts "
-                                f"(no {METRICS_FILE}, no {ARTIFACTS}/)")
+    check_folder(folder)
     batches, unreadable = _read_batches(folder / METRICS_FILE)
     values: dict[str, int] = {}
     for batch in batches:
@@ -134,6 +132,13 @@ def replay(client: MlflowClient, folder: Path) -> str:
         client.set_tag(run_id, REPLAYED_TAG, line)
         lines.append(f"run {run_id}: {line}")
     return "; ".join(lines) or f"nothing to replay in {done}{skipped}"
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse, in one line, a folder that is not a spill folder (before any store opens)."""
+    if not (folder / METRICS_FILE).is_file() and not (folder / ARTIFACTS).is_dir():
+        raise OrchestratorError(f"{folder} holds no undelivered metrics or artifacts "
+                                f"(no {METRICS_FILE}, no {ARTIFACTS}/)")
 
 
 def _read_batches(path: Path) -> tuple[list[Batch], int]:

@@ -31,8 +31,9 @@ def _replay(args: argparse.Namespace) -> int:
 
     from orchestrator.config import load_config
     from orchestrator.tracking import check_reachable, resolve_tracking_uri
-    from orchestrator.undelivered import replay
+    from orchestrator.undelivered import check_folder, replay
 
+    check_folder(args.folder)
     path, overrides = split_items(args.items)
     uri = resolve_tracking_uri(load_config(path, overrides).tracking)
     check_reachable(uri)
