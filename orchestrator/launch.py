@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -93,13 +94,22 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
                 EpochProgress(uri, run_id, config.task, config.train.max_epochs):
             result = train_in_run(config, uri, run_id, run_name, manifest)
     except KeyboardInterrupt:
-        tracking.end_run(uri, run_id, "KILLED")
+        _end_unless_away(uri, run_id, "KILLED")
         raise Interrupted(f"continue the run with: {resume_command(run_id, uri)}") from None
     except BaseException:
-        tracking.end_run(uri, run_id, "FAILED")
+        _end_unless_away(uri, run_id, "FAILED")
         raise
     tracking.end_run(uri, run_id, "FINISHED")
     return result
+
+
+def _end_unless_away(uri: str, run_id: str, status: str) -> None:
+    """End a run that stopped; a tracking server away now must not replace the reason it
+    stopped with its own error (the run then stays RUNNING until found stale)."""
+    try:
+        tracking.end_run(uri, run_id, status)
+    except Exception as exc:  # noqa: BLE001 - the stop's own error is the one to show
+        print(f"could not mark MLflow run {run_id} {status}: {exc}", file=sys.stderr)
 
 
 def resume_command(run_id: str, uri: str) -> str:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.task_metrics import TASK_METRICS
 
 POLL_S = 2.0
+JOIN_S = 10.0
 
 
 class EpochProgress:
@@ -42,8 +43,9 @@ class EpochProgress:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._stop.set()
-        self._thread.join()
-        if kind is None:
+        # a poll stuck in MLflow's retries (a tracking outage) must not hold up the launch
+        self._thread.join(timeout=JOIN_S)
+        if kind is None and not self._thread.is_alive():
             self.print_new_epochs()  # the last epoch's metrics may have come in since
 
     def _watch(self) -> None:

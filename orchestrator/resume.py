@@ -189,7 +189,7 @@ class DriverHeartbeat:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=10)  # a beat stuck in a tracking outage is left behind
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -37,8 +37,9 @@ from orchestrator.run_files import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.undelivered import spill_folder
-from orchestrator.worker.callbacks import ConfigInCheckpoint, FlushMetrics
+from orchestrator.worker.callbacks import ConfigInCheckpoint
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
+from orchestrator.worker.restarts import FollowWorldSize, LogEpochsOnce
 from orchestrator.worker.tasks import TASKS
 
 
@@ -153,8 +154,10 @@ def _make_trainer(
         # batch would never join, and the others would wait forever.
         strategy=RayDDPStrategy(broadcast_buffers=False),
         plugins=[RayLightningEnvironment()],
-        callbacks=[TokenThroughput(), LearningRateMonitor("epoch"), ApplyOptimSettings(),
-                   *keepers, FlushMetrics(), ConfigInCheckpoint(config),
+        # first: the world size sets the rate LearningRateMonitor logs (worker.restarts)
+        callbacks=[FollowWorldSize(config), LogEpochsOnce(), TokenThroughput(),
+                   LearningRateMonitor("epoch"), ApplyOptimSettings(),
+                   *keepers, ConfigInCheckpoint(config),
                    RayTrainReportCallback()],
         logger=logger,
         gradient_clip_val=clip,

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.worker.elastic import batches_per_rank, lr_scale
+from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 
 WORLD_SIZE_METRIC = "world_size"
 BUFFERING_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
@@ -65,7 +66,8 @@ class FollowWorldSize(pl.Callback):
 
 class LogEpochsOnce(pl.Callback):
     """Holds what rank 0 logs to MLflow during an epoch until the epoch ends, just before
-    Ray Train checkpoints it. A group restarted from that checkpoint trains the next epoch
+    Ray Train checkpoints it and a sweep's scheduler reads the report (which may stop the
+    trial, killing its process). A group restarted from that checkpoint trains the next epoch
     again; had its first steps reached MLflow already, they would be logged twice (at the
     same steps, the learning rate maybe with another value). A worker killed from outside
     (a lost node, a resize) takes the held metrics with it; one that fails on its own
@@ -103,5 +105,11 @@ class LogEpochsOnce(pl.Callback):
 
 
 def _flush(trainer: pl.Trainer) -> None:
-    if trainer.global_rank == 0:
+    """Send what rank 0 holds; while the tracking server is away the keeping logger only
+    asks for a background retry (waiting here would stop training)."""
+    if trainer.global_rank != 0:
+        return
+    if isinstance(trainer.logger, KeepingMLFlowLogger):
+        trainer.logger.flush()
+    else:
         mlflow.flush_async_logging()
