@@ -79,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for both paths (train.log_every_n_steps=50)")
     parser.add_argument("--profile", action="store_true",
                         help="also report user/system CPU seconds per process kind")
     args = parser.parse_args()
@@ -88,7 +90,7 @@ def main() -> None:
         "model.embedding_dim=64", f"train.max_epochs={args.epochs}",
         "train.progress_bar=false", "ray.num_workers=1", f"ray.cpus_per_worker={args.threads}",
         f"tracking.uri=sqlite:///{WORK / 'mlflow.db'}", f"ray.storage_path={WORK / 'runs'}",
-        "name=bench-throughput",
+        "name=bench-throughput", *args.set,
     ]))
     ensure_dataset(config)
     with ProcessCPU() as plain_cpu:
@@ -106,7 +108,8 @@ def main() -> None:
     ]
     notes = (f"Ratio launch / plain = **{launch_rate / plain_rate:.3f}** (goal >= 0.95). "
              f"Char LSTM 2x256, batch {config.data.batch_size} x bptt {config.data.bptt}, "
-             f"{args.threads} threads, 1 loader worker, generated grammar corpus.")
+             f"{args.threads} threads, 1 loader worker, generated grammar corpus"
+             + (f"; overrides: {', '.join(args.set)}." if args.set else "."))
     if args.profile:
         notes += ("\n\nCPU seconds per process kind over each whole phase (start-up, "
                   "validation and test included):\n\n" + plain_cpu.table("plain loop")
