@@ -23,9 +23,16 @@ import yaml
 from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
 from orchestrator import tracking
-from orchestrator.config import ExperimentConfig, flatten, load_config, with_overrides
+from orchestrator.config import (
+    ExperimentConfig,
+    describe_validation_error,
+    flatten,
+    load_config,
+    with_overrides,
+)
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import resolve_paths
 from orchestrator.run_files import STORED_CONFIG_FILE
@@ -107,10 +114,16 @@ def resume_point(client: MlflowClient, run: Run, given: ExperimentConfig | None,
                                 "with `orchestrator sweep --resume SWEEP_DIR`")
     if run.info.status == "RUNNING" and not take_over and not is_stale(run):
         raise OrchestratorError(
-            f"--resume: run {run_id} is still running (driver {run.data.tags[DRIVER_TAG]}, "
+            f"--resume: run {run_id} is still running (driver "
+            f"{run.data.tags.get(DRIVER_TAG, 'not recorded')}, "
             f"seen {int(time.time() - _heartbeat(run))} s ago); stop that driver first"
         )
-    stored = ExperimentConfig.model_validate(_stored_config(client, run_id))
+    try:
+        stored = ExperimentConfig.model_validate(_stored_config(client, run_id))
+    except ValidationError as exc:
+        raise OrchestratorError(f"--resume: run {run_id}'s {STORED_CONFIG_FILE} no longer "
+                                f"validates: {describe_validation_error(exc, ExperimentConfig)}"
+                                ) from None
     config = given if given is not None else with_overrides(stored, overrides)
     refuse_changes(stored, config, run_id)
     epochs = len(client.get_metric_history(run_id, TASK_METRICS[config.task].monitor))
