@@ -11,9 +11,8 @@ the same samples per step and per epoch. Tokens/s are TokenThroughput's, summed 
 from __future__ import annotations
 
 import argparse
-import statistics
 
-from benchmarks.lm_throughput import WORK, through_launch
+from benchmarks.lm_throughput import WORK, steady, through_launch
 from benchmarks.results import append_section
 from orchestrator.config import load_config
 from orchestrator.inputs import ensure_dataset, resolve_paths
@@ -52,8 +51,7 @@ def main() -> None:
     rows, ratios = [], []
     for task in args.tasks:
         one, two = (rates(task, workers, args.epochs, args.global_batch) for workers in (1, 2))
-        # the first epoch warms caches and allocators; compare the rest
-        one_rate, two_rate = (statistics.median(r[1:] or r) for r in (one, two))
+        one_rate, two_rate = steady(one), steady(two)
         ratios.append(f"{task} {two_rate / one_rate:.2f}")
         rows.append({"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
                      "2 / 1": round(two_rate / one_rate, 3),

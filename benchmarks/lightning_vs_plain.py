@@ -12,12 +12,11 @@ Both paths time each epoch from its first batch to its last (TokenThroughput's c
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import pytorch_lightning as pl
 import torch
 
-from benchmarks.lm_throughput import WORK, plain_loop
+from benchmarks.lm_throughput import WORK, plain_loop, rate_rows, steady
 from benchmarks.results import append_section
 from orchestrator.config import ExperimentConfig, load_config
 from orchestrator.inputs import ensure_dataset, resolve_paths
@@ -75,16 +74,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     plain = plain_loop(config, args.threads, args.device)
     lightning = lightning_path(config, args.device)
-    # The first epoch warms caches, allocators and kernels in both; compare the rest.
-    plain_rate = statistics.median(plain[1:] or plain)
-    lightning_rate = statistics.median(lightning[1:] or lightning)
-    rows = [
-        {"path": "plain PyTorch loop", "tokens/s (median, epochs 2+)": plain_rate,
-         "per epoch": ", ".join(f"{r:.0f}" for r in plain)},
-        {"path": "Lightning module and Trainer", "tokens/s (median, epochs 2+)": lightning_rate,
-         "per epoch": ", ".join(f"{r:.0f}" for r in lightning)},
-    ]
-    notes = (f"Ratio Lightning / plain on {args.device} = **{lightning_rate / plain_rate:.3f}** "
+    rows = rate_rows({"plain PyTorch loop": plain, "Lightning module and Trainer": lightning})
+    ratio = steady(lightning) / steady(plain)
+    notes = (f"Ratio Lightning / plain on {args.device} = **{ratio:.3f}** "
              f"(goal >= 0.95). Char LSTM {config.model.num_layers}x{config.model.hidden_size}, "
              f"batch {config.data.batch_size} x bptt {config.data.bptt}, precision "
              f"{config.train.precision} (Lightning path; the plain loop runs fp32), "

@@ -80,6 +80,19 @@ def through_launch(config: ExperimentConfig) -> list[float]:
     return [m.value for m in history]
 
 
+def steady(rates: list[float]) -> float:
+    """The median rate of the epochs after the first, which warms caches, allocators and
+    kernels."""
+    return statistics.median(rates[1:] or rates)
+
+
+def rate_rows(paths: dict[str, list[float]]) -> list[dict[str, object]]:
+    """One table row per path: its steady rate and every epoch's."""
+    return [{"path": name, "tokens/s (median, epochs 2+)": steady(rates),
+             "per epoch": ", ".join(f"{rate:.0f}" for rate in rates)}
+            for name, rates in paths.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
@@ -102,16 +115,9 @@ def main() -> None:
         plain = plain_loop(config, args.threads)
     with ProcessCPU() as launch_cpu:
         launched = through_launch(config)
-    # The first epoch warms caches and allocators in both; compare the rest.
-    plain_rate = statistics.median(plain[1:] or plain)
-    launch_rate = statistics.median(launched[1:] or launched)
-    rows = [
-        {"path": "plain PyTorch loop", "tokens/s (median, epochs 2+)": plain_rate,
-         "per epoch": ", ".join(f"{r:.0f}" for r in plain)},
-        {"path": "orchestrator launch (1 Ray worker)", "tokens/s (median, epochs 2+)": launch_rate,
-         "per epoch": ", ".join(f"{r:.0f}" for r in launched)},
-    ]
-    notes = (f"Ratio launch / plain = **{launch_rate / plain_rate:.3f}** (goal >= 0.95). "
+    rows = rate_rows({"plain PyTorch loop": plain,
+                      "orchestrator launch (1 Ray worker)": launched})
+    notes = (f"Ratio launch / plain = **{steady(launched) / steady(plain):.3f}** (goal >= 0.95). "
              f"Char LSTM 2x256, batch {config.data.batch_size} x bptt {config.data.bptt}, "
              f"{args.threads} threads, 1 loader worker, generated grammar corpus"
              + (f"; overrides: {', '.join(args.set)}." if args.set else "."))

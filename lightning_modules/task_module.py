@@ -31,6 +31,7 @@ class TaskModule(pl.LightningModule):
         # Lightning clips after this hook, so this is the norm before clipping.
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+        self._step_grad_norm = norm  # clipping by norm reuses it, not computing it again
         self.log("grad_norm", norm, on_step=True, on_epoch=False)
         every = self.trainer.log_every_n_steps
         if every > 1:  # the steps between two logged ones, summarised: no spike goes unseen
@@ -39,6 +40,20 @@ class TaskModule(pl.LightningModule):
             last = (self.global_step + 1) % every == 0  # Lightning's logging cadence
             for name, value in self._grad_norms.add(norm, last).items():
                 self.log(name, value, on_step=True, on_epoch=False)
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clipping by norm scales by the norm `on_before_optimizer_step` just took (every
+        parameter is the model's); Lightning's own clipping would compute it once more."""
+        norm = getattr(self, "_step_grad_norm", None)
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), gradient_clip_val,
+                                                 norm)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val,
+                                                gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return configure_optimizers(self.parameters(), self.hparams["optim"])

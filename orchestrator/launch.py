@@ -24,7 +24,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from orchestrator.config import ExperimentConfig, TrackingConfig, flatten
+from orchestrator.config import ExperimentConfig, flatten
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.inputs import (
@@ -41,7 +41,8 @@ from orchestrator.resume import (
     ResumePoint,
     mark_stale_runs,
     reopen,
-    resume_point,
+    resume_command,
+    unfinished_pinned_run,
 )
 from orchestrator.run_files import (
     CHECKPOINT_FILE,
@@ -77,7 +78,7 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
     manifest = ensure_dataset(config)
     client = MlflowClient(uri)
     mark_stale_runs(client, config.tracking.experiment)
-    resume = resume or _unfinished_pinned_run(client, config)
+    resume = resume or unfinished_pinned_run(client, config)
     connect_ray(config.ray.address)  # joined before the run: a failure leaves no run behind
     if resume is None:
         run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -110,27 +111,6 @@ def _end_unless_away(uri: str, run_id: str, status: str) -> None:
         tracking.end_run(uri, run_id, status)
     except Exception as exc:  # noqa: BLE001 - the stop's own error is the one to show
         print(f"could not mark MLflow run {run_id} {status}: {exc}", file=sys.stderr)
-
-
-def resume_command(run_id: str, uri: str) -> str:
-    """The command that continues the run (naming its store unless it is the default)."""
-    default = tracking.resolve_tracking_uri(TrackingConfig())
-    return f"orchestrator launch --resume {run_id}" + (
-        "" if uri == default else f" tracking.uri={uri}")
-
-
-def _unfinished_pinned_run(client: MlflowClient, config: ExperimentConfig) -> ResumePoint | None:
-    """A retried Kubernetes RayJob runs under the same pinned name (RUN_NAME_ENV): its
-    unfinished MLflow run is continued, whatever its old driver's heartbeat says."""
-    pinned = os.environ.get(RUN_NAME_ENV)
-    experiment = client.get_experiment_by_name(config.tracking.experiment)
-    if not pinned or experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        f"attributes.run_name = '{pinned}' and attributes.status != 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
-    return resume_point(client, runs[0], config, [], take_over=True) if runs else None
 
 
 def train_in_run(

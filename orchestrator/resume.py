@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from orchestrator import tracking
 from orchestrator.config import (
     ExperimentConfig,
+    TrackingConfig,
     describe_validation_error,
     flatten,
     load_config,
@@ -35,7 +36,7 @@ from orchestrator.config import (
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import resolve_paths
-from orchestrator.run_files import STORED_CONFIG_FILE
+from orchestrator.run_files import RUN_NAME_ENV, STORED_CONFIG_FILE
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning.mlflow_runs import TRIAL_TAG
 
@@ -72,20 +73,33 @@ def find_run(client: MlflowClient, experiment: str, wanted: str) -> Run:
         return client.get_run(wanted)
     except MlflowException:
         pass
-    found = client.get_experiment_by_name(experiment)
-    runs: list[Run] = []
-    if found is not None:
-        where = (f"tags.`{DRIVER_TAG}` != ''" if wanted == "last"
-                 else f"attributes.run_name = '{wanted.replace(chr(39), '')}'")
-        runs = client.search_runs([found.experiment_id], where,
-                                  order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
+    where = f"tags.`{DRIVER_TAG}` != ''" if wanted == "last" else _named(wanted)
+    run = _newest_run(client, experiment, where)
+    if run is None:
         what = "no launch" if wanted == "last" else f"no run with id or name {wanted!r}"
         raise OrchestratorError(
             f"--resume: {what} in experiment {experiment!r} of this tracking store; give "
             "tracking.uri=... and tracking.experiment=... where the run was logged"
         )
-    return runs[0]
+    return run
+
+
+def unfinished_pinned_run(client: MlflowClient, config: ExperimentConfig) -> ResumePoint | None:
+    """A retried Kubernetes RayJob runs under the same pinned name (RUN_NAME_ENV): its
+    unfinished MLflow run is continued, whatever its old driver's heartbeat says."""
+    pinned = os.environ.get(RUN_NAME_ENV)
+    if not pinned:
+        return None
+    run = _newest_run(client, config.tracking.experiment,
+                      f"{_named(pinned)} and attributes.status != 'FINISHED'")
+    return resume_point(client, run, config, [], take_over=True) if run else None
+
+
+def resume_command(run_id: str, uri: str) -> str:
+    """The command that continues the run (naming its store unless it is the default)."""
+    default = tracking.resolve_tracking_uri(TrackingConfig())
+    return f"orchestrator launch --resume {run_id}" + (
+        "" if uri == default else f" tracking.uri={uri}")
 
 
 def prepare_resume(wanted: str, path: str | None, overrides: list[str]) -> ResumePoint:
@@ -178,7 +192,8 @@ def mark_stale_runs(client: MlflowClient, experiment: str) -> list[str]:
     stale = [run for run in running if is_stale(run)]
     for run in stale:
         client.set_tag(run.info.run_id, STALE_TAG, f"driver {run.data.tags[DRIVER_TAG]} "
-                       f"stopped; continue with: orchestrator launch --resume {run.info.run_id}")
+                       f"stopped; continue with: "
+                       f"{resume_command(run.info.run_id, client.tracking_uri)}")
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
     return [run.info.run_id for run in stale]
 
@@ -210,6 +225,20 @@ class DriverHeartbeat:
                 self.client.set_tag(self.run_id, HEARTBEAT_TAG, str(int(time.time())))
             except Exception:  # noqa: BLE001 - a tracking outage must not stop training
                 continue
+
+
+def _named(name: str) -> str:
+    return f"attributes.run_name = '{name.replace(chr(39), '')}'"
+
+
+def _newest_run(client: MlflowClient, experiment: str, where: str) -> Run | None:
+    """The experiment's most recently started run that matches `where`, if any."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], where,
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
 
 
 def _stored_config(client: MlflowClient, run_id: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def _ui(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.config import load_config
-    from orchestrator.resume import mark_stale_runs
+    from orchestrator.resume import mark_stale_runs, resume_command
     from orchestrator.tracking import artifact_root, resolve_tracking_uri
 
     path, overrides = split_items(args.items)
@@ -33,7 +33,7 @@ def _ui(args: argparse.Namespace) -> int:
     # launches whose driver was killed would show as running forever
     for run_id in mark_stale_runs(MlflowClient(uri), config.tracking.experiment):
         print(f"run {run_id}: its driver is gone; marked KILLED (continue it with "
-              f"`orchestrator launch --resume {run_id}`)")
+              f"`{resume_command(run_id, uri)}`)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):

@@ -152,9 +152,12 @@ class MetricKeeper:
         if not batches:
             return
         self.spilled += sum(batch.size for batch in batches)
-        tag = Batch(self.run_id, tags=[RunTag(OUTAGE_TAG, self.summary())])
-        undelivered.append(self.folder, [*batches, tag])
+        undelivered.append(self.folder, [*batches, self._outage_tag()])
         log.warning("wrote %d undelivered metric values to %s", self.spilled, self.folder)
+
+    def _outage_tag(self) -> Batch:
+        """The run's `tracking.outage` tag, saying what the outages did so far."""
+        return Batch(self.run_id, tags=[RunTag(OUTAGE_TAG, self.summary())])
 
     def _start(self) -> None:
         with self._lock:
@@ -241,7 +244,7 @@ class MetricKeeper:
             self.seconds += time.monotonic() - self._since
             self._since = None
         log.warning("the MLflow server answers again: %s", self.summary())
-        tag = Batch(self.run_id, tags=[RunTag(OUTAGE_TAG, self.summary())])
+        tag = self._outage_tag()
         try:
             self._send([tag])
         except Exception:  # noqa: BLE001 - away again: the tag waits with the metrics

@@ -5,32 +5,17 @@ logged once."""
 
 from __future__ import annotations
 
-import json
-import threading
-from pathlib import Path
-
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
-from orchestrator.launch import launch
 from orchestrator.worker.restarts import WORLD_SIZE_METRIC
-from tests.integration.test_recovery import wait_for
+from tests.integration.test_recovery import launch_in_thread, registered_checkpoints, wait_for
 from tests.small_runs import small_config
 
 EPOCHS, STEPS = 6, 100  # STEPS per rank at the full world of 2 workers
 LR = 0.005  # small_config's optim.lr
-
-
-def epochs_checkpointed(runs: Path) -> int:
-    """Checkpoints Ray Train has registered, one per epoch (all are kept)."""
-    for snapshot in runs.glob("elastic-*/checkpoint_manager_snapshot.json"):
-        try:
-            return len(json.loads(snapshot.read_text())["checkpoint_results"])
-        except (ValueError, KeyError):  # being written
-            return 0
-    return 0
 
 
 def look_at_the_cluster_now() -> None:
@@ -61,21 +46,12 @@ def test_a_lost_node_shrinks_the_run_and_a_returned_one_grows_it(
         "ray.checkpoints_to_keep=null",
         f"train.max_epochs={EPOCHS}", f"train.batches_per_epoch={STEPS}",
     )
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = launch(config)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, outcome = launch_in_thread(config)
     runs = tmp_path / "runs"
-    wait_for(lambda: epochs_checkpointed(runs) >= 1)
+    wait_for(lambda: registered_checkpoints(runs, "elastic") >= 1)
     cluster.remove_node(second)
     # one worker trains the next epoch, with no node to wait for
-    wait_for(lambda: epochs_checkpointed(runs) >= 2 or not thread.is_alive(), 120)
+    wait_for(lambda: registered_checkpoints(runs, "elastic") >= 2 or not thread.is_alive(), 120)
     cluster.add_node(num_cpus=1)  # here: Cluster.add_node needs the main thread
     look_at_the_cluster_now()
     thread.join(timeout=300)

@@ -9,10 +9,12 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 from ray.util.state import list_actors
 
+from orchestrator.config import ExperimentConfig
 from orchestrator.launch import launch
 from orchestrator.run_files import RUN_NAME_ENV
 from tests.small_runs import small_config
@@ -28,9 +30,10 @@ def wait_for(predicate, timeout_s: float = 180.0) -> None:
         time.sleep(0.2)
 
 
-def registered_checkpoints(runs: Path) -> int:
-    """Checkpoints Ray Train has registered (a folder appears before its registration)."""
-    for snapshot in runs.glob("recovers-*/checkpoint_manager_snapshot.json"):
+def registered_checkpoints(runs: Path, name: str = "recovers") -> int:
+    """Checkpoints Ray Train has registered for the run `name` (a folder appears before
+    its registration)."""
+    for snapshot in runs.glob(f"{name}-*/checkpoint_manager_snapshot.json"):
         try:
             return len(json.loads(snapshot.read_text())["checkpoint_results"])
         except (ValueError, KeyError):  # being written
@@ -38,21 +41,28 @@ def registered_checkpoints(runs: Path) -> int:
     return 0
 
 
+def launch_in_thread(config: ExperimentConfig) -> tuple[threading.Thread, dict[str, Any]]:
+    """`launch(config)` running in a started thread; its outcome dict gets the "result"
+    or the "error" (reported by the test's assertions) once the thread ends."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = launch(config)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller's assertion
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
 def test_killed_worker_resumes_from_last_checkpoint(local_ray, markov_dataset, tmp_path):
     config = small_config(
         markov_dataset, tmp_path, "ray.max_failures=1", f"train.max_epochs={EPOCHS}",
         f"train.batches_per_epoch={STEPS}", "name=recovers",
     )
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = launch(config)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, outcome = launch_in_thread(config)
     # Kill once the first epoch's checkpoint is registered: 3 epochs are left to resume.
     wait_for(lambda: registered_checkpoints(tmp_path / "runs") >= 1)
     address = local_ray.get_runtime_context().gcs_address  # this test's Ray, not another

@@ -144,7 +144,7 @@ def test_storage_must_be_a_writable_folder_with_room(tmp_path):
 def test_a_retried_rayjob_continues_its_unfinished_run_even_with_a_fresh_heartbeat(
     store, monkeypatch
 ):
-    from orchestrator.launch import _unfinished_pinned_run
+    from orchestrator.resume import unfinished_pinned_run
     from orchestrator.run_files import RUN_NAME_ENV
 
     client = MlflowClient(store)
@@ -153,10 +153,10 @@ def test_a_retried_rayjob_continues_its_unfinished_run_even_with_a_fresh_heartbe
     done = logged_run(store, "job-7", status="FINISHED", epochs=4)
     assert done  # a finished run of that name is not continued: a resubmitted job starts anew
     monkeypatch.setenv(RUN_NAME_ENV, "job-7")
-    assert _unfinished_pinned_run(client, config) is None
+    assert unfinished_pinned_run(client, config) is None
     time.sleep(0.01)
     running = logged_run(store, "job-7", status="RUNNING", tags={  # the old pod's driver
         DRIVER_TAG: "pod-a:1", HEARTBEAT_TAG: str(int(time.time()))})
-    assert _unfinished_pinned_run(client, config).run_id == running
+    assert unfinished_pinned_run(client, config).run_id == running
     monkeypatch.setenv(RUN_NAME_ENV, "job-8")
-    assert _unfinished_pinned_run(client, config) is None
+    assert unfinished_pinned_run(client, config) is None
