@@ -14,7 +14,8 @@ from orchestrator.worker.restarts import WORLD_SIZE_METRIC
 from tests.integration.test_recovery import launch_in_thread, registered_checkpoints, wait_for
 from tests.small_runs import small_config
 
-EPOCHS, STEPS = 6, 100  # STEPS per rank at the full world of 2 workers
+EPOCHS, STEPS = 8, 100  # STEPS per rank at the full world of 2 workers; 6 epochs left
+# after the node returns give Ray's resize time to happen before the run ends
 LR = 0.005  # small_config's optim.lr
 
 
