@@ -21,7 +21,7 @@ Example = tuple[str, str]  # (label name, sentence)
 
 SST_FINE_LABELS = ["very negative", "negative", "neutral", "positive", "very positive"]
 SST_BINARY_LABELS = ["negative", "positive"]
-_TREE_LEAF = re.compile(r"\(\d+ ([^()\s]+)\)")
+_TREE_TOKEN = re.compile(r"[()]|[^()\s]+")
 _TREE_ROOT = re.compile(r"^\s*\((\d+)\s")
 
 
@@ -38,23 +38,53 @@ def read_labelled_lines(path: Path) -> list[Example]:
     return examples
 
 
-def read_sst_trees(path: Path, binary: bool) -> list[Example]:
-    """Root label and leaves of each tree. Binary drops neutral (2) and folds 0-1 and 3-4."""
+def read_sst_trees(path: Path, binary: bool, phrases: bool = False) -> list[Example]:
+    """The root label and leaves of each tree, or with `phrases` every labelled node's.
+
+    SST labels every phrase of every tree; the strong SST baselines train on all of them
+    (each distinct phrase once, the sentences included) and evaluate on sentences only.
+    Binary drops neutral (2) and folds 0-1 and 3-4.
+    """
     examples = []
+    seen: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        root = _TREE_ROOT.match(line)
-        if root is None or not _balanced(line):
+        if _TREE_ROOT.match(line) is None or not _balanced(line):
             raise ValueError(f"{path}:{number}: not an SST tree (a label in parentheses with "
                              f"balanced brackets): {line[:60]!r}")
-        label = int(root.group(1))
-        sentence = " ".join(_TREE_LEAF.findall(line))
-        if not binary:
-            examples.append((SST_FINE_LABELS[label], sentence))
-        elif label != 2:
-            examples.append((SST_BINARY_LABELS[int(label > 2)], sentence))
+        try:
+            nodes = _labelled_phrases(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from None
+        for label, phrase in nodes if phrases else nodes[-1:]:  # the root closes last
+            if phrase in seen or (binary and label == 2):
+                continue
+            if phrases:
+                seen.add(phrase)
+            names = SST_BINARY_LABELS if binary else SST_FINE_LABELS
+            examples.append((names[int(label > 2)] if binary else names[label], phrase))
     return examples
+
+
+def _labelled_phrases(tree: str) -> list[tuple[int, str]]:
+    """(label, words) of every node of one tree, in the order the nodes close."""
+    words: list[str] = []
+    open_nodes: list[tuple[int, int]] = []  # (label, index of the node's first word)
+    nodes = []
+    tokens = _TREE_TOKEN.findall(tree)
+    for position, token in enumerate(tokens):
+        if token == "(":
+            label = tokens[position + 1]
+            if label not in {"0", "1", "2", "3", "4"}:
+                raise ValueError(f"node label {label!r} is not one of 0-4")
+            open_nodes.append((int(label), len(words)))
+        elif token == ")":
+            label, first = open_nodes.pop()
+            nodes.append((label, " ".join(words[first:])))
+        elif tokens[position - 1] != "(":  # not a label: a leaf word
+            words.append(token)
+    return nodes
 
 
 def _balanced(line: str) -> bool:

@@ -75,6 +75,9 @@ def _register_classification(kinds: Any, common: argparse.ArgumentParser) -> Non
                           help="`label sentence` lines, or SST trees (root label)")
     labelled.add_argument("--labels", choices=["fine", "binary"], default="fine",
                           help="trees: 5 classes, or 2 with neutral dropped")
+    labelled.add_argument("--phrases", action="store_true",
+                          help="trees: train on every labelled phrase of the training trees, "
+                          "each distinct phrase once (val and test keep whole sentences)")
     labelled.add_argument("--keep-case", action="store_true", help="do not lower-case")
     labelled.add_argument("--min-freq", type=positive_int, default=1)
     labelled.add_argument("--max-vocab", type=positive_int, default=None)
@@ -240,17 +243,22 @@ def _prepare_text(args: argparse.Namespace) -> int:
 def _prepare_classification(args: argparse.Namespace) -> int:
     from orchestrator.datasets import classification_shards as shards
 
-    def read(path: Path) -> list[tuple[str, str]]:
+    if args.phrases and args.format != "trees":
+        raise OrchestratorError("--phrases needs --format trees (phrase labels come from the "
+                                "SST parse trees)")
+
+    def read(path: Path, split: str) -> list[tuple[str, str]]:
         read_text(path)  # missing, empty or not UTF-8: named in one line
         try:
             if args.format == "trees":
-                return shards.read_sst_trees(path, binary=args.labels == "binary")
+                return shards.read_sst_trees(path, binary=args.labels == "binary",
+                                             phrases=args.phrases and split == "train")
             return shards.read_labelled_lines(path)
         except ValueError as exc:  # the readers name the file and line
             raise OrchestratorError(str(exc)) from None
 
     named = {"train": args.train, "val": args.val, "test": args.test}
-    splits = {name: read(path) for name, path in named.items() if path is not None}
+    splits = {name: read(path, name) for name, path in named.items() if path is not None}
     labels = None
     if args.format == "trees":
         labels = shards.SST_BINARY_LABELS if args.labels == "binary" else shards.SST_FINE_LABELS
@@ -259,7 +267,8 @@ def _prepare_classification(args: argparse.Namespace) -> int:
         max_vocab=args.max_vocab,
     ))
     for name, info in manifest.splits.items():
-        print(f"{name}: {info.samples} sentences, {len(info.shards)} shards")
+        kind = "phrases" if args.phrases and name == "train" else "sentences"
+        print(f"{name}: {info.samples} {kind}, {len(info.shards)} shards")
     print(f"wrote {args.out / 'dataset.json'} (labels: {', '.join(manifest.labels or [])})")
     return 0
 

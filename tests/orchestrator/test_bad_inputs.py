@@ -30,6 +30,7 @@ def _files(folder: Path) -> dict[str, Path]:
         "empty.txt": "",
         "labels.txt": "1 a fine film\nnot-a-label\n",
         "trees.txt": "(3 (2 a) (4 good)\n",
+        "bad_label_tree.txt": "(3 (7 a) (4 good))\n",
         "pair.de": "ein satz\nzwei saetze\n",
         "pair.en": "one sentence\n",
         "not_a_ckpt.ckpt": "this is text, not a checkpoint\n",
@@ -135,6 +136,13 @@ CASES: dict[str, Case] = {
     "malformed tree": (lambda f: ["data", "prepare", "classification", "--format", "trees",
                                   "--train", str(f["trees.txt"]), "--out",
                                   str(f["trees.txt"].parent / "o4")], "trees.txt"),
+    "phrases without trees": (lambda f: ["data", "prepare", "classification", "--phrases",
+                                         "--train", str(f["labels.txt"]), "--out",
+                                         str(f["labels.txt"].parent / "o4b")], "--phrases"),
+    "tree node label out of range": (
+        lambda f: ["data", "prepare", "classification", "--format", "trees", "--train",
+                   str(f["bad_label_tree.txt"]), "--out", str(f["trees.txt"].parent / "o4c")],
+        "bad_label_tree.txt:1"),
     "parallel files of different lengths": (
         lambda f: ["data", "prepare", "translation", "-s", "de", "-t", "en", "--train",
                    str(f["pair.de"].with_suffix("")), "--out", str(f["pair.de"].parent / "o5")],
