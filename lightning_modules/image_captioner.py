@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from orchestrator.lightning_modules.caption_decoder import CaptionDecoder
+from orchestrator.lightning_modules.feature_cache import FeatureCache
 from orchestrator.lightning_modules.image_encoders import ImageEncoder
 
 
@@ -41,6 +42,8 @@ class ImageCaptioner(nn.Module):
         self.config = config
         self.encoder = ImageEncoder(config.encoder, config.encoder_weights, config.freeze_encoder)
         channels = self.encoder.out_channels
+        # A frozen encoder's output depends on the pixels only: computed once per image.
+        self.features = FeatureCache() if config.freeze_encoder else None
         # Built only when attention reads it: DDP refuses parameters that get no gradient.
         self.to_memory = nn.Linear(channels, config.hidden_size) if config.visual_attention \
             else None
@@ -53,7 +56,9 @@ class ImageCaptioner(nn.Module):
 
     def encode(self, images: torch.Tensor) -> dict[str, Any]:
         """images (B, 3, H, W) -> the decoder's starting state (memory (B, h*w, H))."""
-        grid = self.encoder(images).flatten(2).transpose(1, 2)  # (B, h*w, C)
+        maps = self.encoder(images) if self.features is None \
+            else self.features.encode(self.encoder, images)
+        grid = maps.flatten(2).transpose(1, 2)  # (B, h*w, C)
         feature = torch.tanh(self.to_feature(grid.mean(dim=1)))  # (B, H)
         if self.to_memory is None:  # no attention: the decoder never reads its memory
             return self.decoder.start(feature[:, None], feature=feature)

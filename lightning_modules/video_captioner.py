@@ -16,6 +16,7 @@ from torch import nn
 
 from orchestrator.lightning_modules.caption_decoder import CaptionDecoder
 from orchestrator.lightning_modules.cells import make_rnn
+from orchestrator.lightning_modules.feature_cache import FeatureCache
 from orchestrator.lightning_modules.image_encoders import ImageEncoder
 
 
@@ -42,6 +43,8 @@ class VideoCaptioner(nn.Module):
         self.config = config
         self.frame_encoder = ImageEncoder(config.encoder, config.encoder_weights,
                                           config.freeze_encoder)
+        # A frozen encoder's output depends on the pixels only: computed once per frame.
+        self.features = FeatureCache() if config.freeze_encoder else None
         self.to_input = nn.Linear(self.frame_encoder.out_channels, config.hidden_size)
         self.encoder = make_rnn(config.cell, config.hidden_size, config.hidden_size,
                                 config.num_layers, config.dropout)
@@ -55,7 +58,9 @@ class VideoCaptioner(nn.Module):
     def encode(self, frames: torch.Tensor) -> dict[str, Any]:
         """frames (B, F, 3, H, W) -> the decoder's starting state (memory (B, F, H))."""
         batch, count = frames.shape[:2]
-        maps = self.frame_encoder(frames.flatten(0, 1))  # (B*F, C, h, w)
+        pictures = frames.flatten(0, 1)
+        maps = self.frame_encoder(pictures) if self.features is None \
+            else self.features.encode(self.frame_encoder, pictures)  # (B*F, C, h, w)
         features = torch.tanh(self.to_input(maps.mean(dim=(2, 3))))  # (B*F, H)
         outputs, final = self.encoder(self.dropout(features.view(batch, count, -1)))
         return self.decoder.start(outputs, hidden=final)  # outputs (B, F, H)
