@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.config import DEFAULT_SAMPLES, load_config
-from orchestrator.lightning_modules.image_encoders import has_torchvision
+from orchestrator.lightning_modules.image_encoders import TORCHVISION_PREFIX, torchvision_problem
 from orchestrator.tuning.tune_runner import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +65,9 @@ def samples(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("config_path", CONFIGS, ids=[path.stem for path in CONFIGS])
 def test_every_shipped_config_launches(config_path: Path, samples: Path, tmp_path: Path):
-    if load_config(str(config_path), []).model.encoder.startswith("resnet") \
-            and not has_torchvision():
-        pytest.skip(f"{config_path.name} needs torchvision, an optional extra not installed")
+    if load_config(str(config_path), []).model.encoder.startswith(TORCHVISION_PREFIX) \
+            and (problem := torchvision_problem()):
+        pytest.skip(f"{config_path.name} needs torchvision: {problem}")
     values = tiny_overrides(config_path, tmp_path, samples)
     overrides = [f"{key}={_yaml(value)}" for key, value in values.items()]
     assert main(["launch", str(config_path), *overrides]) == 0
