@@ -26,6 +26,9 @@ class RNNClassifierConfig:
     # "last": final state (of both directions when bi-directional); "max"/"mean" over the
     # valid timesteps of the top layer, padding masked out.
     pooling: str
+    # Keep the embedding fixed (pretrained vectors used as they are). A default, unlike the
+    # rest, so checkpoints written before the setting existed still load.
+    freeze_vectors: bool = False
 
 
 class RNNClassifier(nn.Module):
@@ -33,6 +36,9 @@ class RNNClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        # Frozen here, not only where vectors are loaded, so a rebuilt module (a checkpoint
+        # continued in training) keeps it frozen; no gradient, so no optimiser update.
+        self.embedding.weight.requires_grad_(not config.freeze_vectors)
         self.rnn = make_rnn(config.cell, config.embedding_dim, config.hidden_size,
                             config.num_layers, config.dropout, config.bidirectional)
         self.dropout = nn.Dropout(config.dropout)

@@ -18,6 +18,7 @@ from orchestrator.datasets.caption_data import CaptionDataModule, VideoCaptionDa
 from orchestrator.datasets.classification_data import ClassificationDataModule
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.datasets.translation_data import TranslationDataModule
+from orchestrator.datasets.word_vectors import check_vectors, embedding_matrix
 from orchestrator.errors import OrchestratorError
 from orchestrator.lightning_modules.captioning import (
     CAPTIONERS,
@@ -93,9 +94,18 @@ def _sentiment_data(config: ExperimentConfig) -> ClassificationDataModule:
 
 
 def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -> SentimentTask:
+    """The module to train. Pretrained vectors are read here, once per worker, and handed
+    over as a tensor: only training builds modules through this function, so evaluating a
+    checkpoint (load_task_module) never needs the vectors file."""
     model = model_settings(config.model, RNNClassifierConfig)
-    return SentimentTask(model=model, optim=config.optim.model_dump(),
-                         vocab=datamodule.tokenizer.tokens, labels=datamodule.labels)
+    vocab = datamodule.tokenizer.tokens
+    pretrained = {}
+    if config.model.vectors is not None:
+        check_vectors(config.model.vectors, config.model.embedding_dim)
+        weight, coverage = embedding_matrix(vocab, config.model.vectors)
+        pretrained = {"pretrained_embedding": weight, "vectors_coverage": coverage}
+    return SentimentTask(model=model, optim=config.optim.model_dump(), vocab=vocab,
+                         labels=datamodule.labels, **pretrained)
 
 
 def _translation_data(config: ExperimentConfig) -> TranslationDataModule:
