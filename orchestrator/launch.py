@@ -28,6 +28,7 @@ from orchestrator.config import ExperimentConfig, flatten
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.inputs import (
+    check_model_files,
     check_ray_address,
     check_storage,
     connect_ray,
@@ -71,6 +72,7 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
     With `resume` (`launch --resume`), or a pinned run name whose run did not finish (a
     retried RayJob), training continues from the run's last checkpoint in the same run."""
     config = resolve_paths(config)
+    check_model_files(config)
     uri = tracking.resolve_tracking_uri(config.tracking)
     tracking.check_reachable(uri)
     check_storage(config.ray.storage_path, uri)

@@ -20,6 +20,7 @@ from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import (
+    check_model_files,
     check_ray_address,
     check_storage,
     connect_ray,
@@ -91,6 +92,7 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
     uri = tracking.resolve_tracking_uri(base.tracking)
     tracking.check_reachable(uri)
     check_storage(str(folder), uri)
+    check_model_files(base)
     ensure_dataset(base)  # once here, so trials never race to generate sample data
     parent = tracking.start_run(
         uri, base.tracking.experiment, sweep.name,

@@ -208,6 +208,15 @@ def load_task_module(checkpoint: Path, tasks: Sequence[str]) -> pl.LightningModu
     return module_from_checkpoint(read_checkpoint(checkpoint), checkpoint, tasks)
 
 
+def _without_weight_files(hyper_parameters: dict[str, Any]) -> dict[str, Any]:
+    """The settings minus the pretrained encoder's weights file: the checkpoint holds the
+    trained weights, and the machine that reads it need not have that file or package."""
+    model = hyper_parameters.get("model")
+    if not isinstance(model, dict) or model.get("encoder_weights") is None:
+        return hyper_parameters
+    return {**hyper_parameters, "model": {**model, "encoder_weights": None}}
+
+
 def module_from_checkpoint(stored: dict[str, Any], checkpoint: Path,
                            tasks: Sequence[str]) -> pl.LightningModule:
     """The module built from a read checkpoint's hyperparameters and weights."""
@@ -220,7 +229,7 @@ def module_from_checkpoint(stored: dict[str, Any], checkpoint: Path,
             f"this command needs {' or '.join(tasks)}"
         )
     try:
-        module = TASKS[task].module_class(**stored["hyper_parameters"])
+        module = TASKS[task].module_class(**_without_weight_files(stored["hyper_parameters"]))
         module.load_state_dict(stored["state_dict"])
     except (TypeError, RuntimeError) as exc:  # settings or weights of another version
         reason = " ".join(str(exc).split())[:200]

@@ -76,8 +76,8 @@ def ray_head(auth_server):
         yield f"http://127.0.0.1:{port}", auth, f"ray://127.0.0.1:{client_port}"
     finally:
         head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
+        try:  # `ray start --block` can take a minute to stop its children: they are killed
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             head.kill()
         for pid in pids_using(temp_dir):  # anything of ours still running

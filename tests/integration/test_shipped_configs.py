@@ -39,8 +39,10 @@ def tiny_overrides(config_path: Path | None, workdir: Path, samples: Path) -> di
     config = load_config(str(config_path) if config_path else None, [])
     sample = DEFAULT_SAMPLES[config.task]
     values = dict(TINY)
-    if config.model.encoder_weights:  # pretrained weights are the user's own file
+    if config.model.encoder_weights not in (None, "packaged"):  # a user's own weights file
         values |= {"model.encoder_weights": None, "model.freeze_encoder": False}
+    if config.model.vectors:  # the embedding has the vectors' size
+        del values["model.embedding_dim"]
     return values | {
         "data.path": str(samples / sample), "data.sample": sample,
         "tracking.uri": f"sqlite:///{workdir}/mlflow.db",

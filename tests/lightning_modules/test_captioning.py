@@ -86,3 +86,41 @@ def test_every_parameter_gets_a_gradient(model_class, config_class, inputs, feat
     model(torch.randn(*inputs), torch.randint(4, VOCAB, (3, 5))).sum().backward()
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not unused
+
+
+def test_a_frozen_encoder_encodes_each_image_once_and_its_checkpoint_needs_no_weights_file(
+    tmp_path,
+):
+    """Two epochs over the same images run the frozen CNN once per image; the checkpoint
+    loads on a machine without the encoder's weights file (it holds the weights)."""
+    from orchestrator.config import EvalConfig, OptimConfig
+    from orchestrator.lightning_modules.captioning import ImageCaptioningTask
+    from orchestrator.lightning_modules.image_encoders import SmallCNN
+    from orchestrator.run_files import CONFIG_KEY
+    from orchestrator.worker.tasks import load_task_module
+
+    weights = tmp_path / "cnn.pth"
+    torch.save(SmallCNN().state_dict(), weights)
+    vocab = ["<pad>", "<unk>", "<bos>", "<eos>", "a", "red", "square"]
+    task = ImageCaptioningTask(
+        model=settings(ImageCaptionerConfig, embedding_dim=8, hidden_size=8, num_layers=1,
+                       encoder_weights=str(weights), freeze_encoder=True),
+        optim=OptimConfig().model_dump(), eval_settings=EvalConfig().model_dump(),
+        vocab=vocab, media={"kind": "image", "image_size": 16, "frames": 1},
+    )
+    seen = []
+    task.model.encoder.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    images, tgt_in = torch.randn(4, 3, 16, 16), torch.tensor([[2, 4, 5, 6]] * 4)
+    for _ in range(2):  # two epochs of two batches
+        for half in (slice(0, 2), slice(2, 4)):
+            task.model(images[half], tgt_in[half]).sum().backward()
+    assert sum(seen) == 4
+
+    checkpoint = tmp_path / "captioner.ckpt"
+    config = {"task": "image_captioning"}
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                CONFIG_KEY: config}, checkpoint)
+    weights.unlink()
+    loaded = load_task_module(checkpoint, ["image_captioning"])
+    assert torch.equal(loaded.model.encoder.backbone.layers[0].weight,
+                       task.model.encoder.backbone.layers[0].weight)
