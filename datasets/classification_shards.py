@@ -47,6 +47,7 @@ def read_sst_trees(path: Path, binary: bool, phrases: bool = False) -> list[Exam
     """
     examples = []
     seen: set[str] = set()
+    names = SST_BINARY_LABELS if binary else SST_FINE_LABELS
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -62,7 +63,6 @@ def read_sst_trees(path: Path, binary: bool, phrases: bool = False) -> list[Exam
                 continue
             if phrases:
                 seen.add(phrase)
-            names = SST_BINARY_LABELS if binary else SST_FINE_LABELS
             examples.append((names[int(label > 2)] if binary else names[label], phrase))
     return examples
 

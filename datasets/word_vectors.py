@@ -105,7 +105,7 @@ def embedding_matrix(
     for row, token in enumerate(tokens):
         if token == PAD:
             matrix[row] = 0.0
-        elif token not in SPECIALS and token in found:
+        elif token in found:  # specials are never looked up
             matrix[row] = torch.from_numpy(found[token])
     return matrix, Coverage(found=len(found), words=len(wanted))
 
