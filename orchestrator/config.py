@@ -229,6 +229,10 @@ class TrackingConfig(_Section):
     # MLflow tracking URI; null means a sqlite store `mlflow.db` in the working directory.
     uri: str | None = None
     experiment: str = "rnn-orchestrator"
+    # The best checkpoint becomes a version of the registered model named after the
+    # experiment (an MLflow pyfunc), and this alias follows the best run's version.
+    register_model: bool = True
+    model_alias: str = Field("best", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
     @model_validator(mode="after")
     def _no_password_in_uri(self) -> TrackingConfig:
