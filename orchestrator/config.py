@@ -233,6 +233,9 @@ class TrackingConfig(_Section):
     # experiment (an MLflow pyfunc), and this alias follows the best run's version.
     register_model: bool = True
     model_alias: str = Field("best", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # Every Ray node that trains samples its CPU, memory, disk, network (and GPU) this often
+    # into the run's system metrics, as system/node_<rank>/...; null: not sampled.
+    system_metrics_s: float | None = Field(10.0, ge=0.5)
 
     @model_validator(mode="after")
     def _no_password_in_uri(self) -> TrackingConfig:

@@ -24,7 +24,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.config import ExperimentConfig
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.inputs import (
@@ -45,6 +45,7 @@ from orchestrator.resume import (
     resume_command,
     unfinished_pinned_run,
 )
+from orchestrator.run_description import dataset_input, standard_tags, started_by
 from orchestrator.run_files import (
     CHECKPOINT_FILE,
     RUN_NAME_ENV,
@@ -53,6 +54,7 @@ from orchestrator.run_files import (
     STORED_CONFIG_FILE,
 )
 from orchestrator.task_metrics import TASK_METRICS
+from orchestrator.task_params import task_params
 from orchestrator.worker.entry import train_worker
 
 
@@ -87,7 +89,7 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
         run_name = os.environ.get(RUN_NAME_ENV) or run_name
         run_id = tracking.start_run(
             uri, config.tracking.experiment, run_name,
-            tags={"task": config.task, "git_commit": tracking.git_commit()},
+            tags=standard_tags(config, started_by(), tracking.git_commit()),
         )
     else:
         run_id, run_name = resume.run_id, resume.run_name
@@ -123,7 +125,7 @@ def train_in_run(
     """Train, test and log into an open MLflow run: a launch's own, or a sweep trial's
     (whose Tune callback and evaluation variants come in `callbacks`/`eval_variants`, and
     a PBT clone's checkpoint, a `ray.train.Checkpoint`, in `start_from`)."""
-    tracking.log_params(uri, run_id, flatten(config))
+    tracking.log_params(uri, run_id, task_params(config))
     _log_inputs(uri, run_id, config, manifest)
     ray_address = connect_ray(config.ray.address)
     client = MlflowClient(uri)
@@ -240,6 +242,7 @@ def _log_inputs(
     client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False),
                     STORED_CONFIG_FILE)
     client.log_text(run_id, manifest.read_file(manifest.vocab_file), "vocab.json")
+    client.log_inputs(run_id, datasets=[dataset_input(config, manifest)])
 
 
 def _samples(client: MlflowClient, run_id: str) -> list[str]:

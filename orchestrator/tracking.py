@@ -21,6 +21,10 @@ from orchestrator.config import TrackingConfig
 from orchestrator.errors import OrchestratorError
 
 DEFAULT_STORE = "mlflow.db"
+# MLflow 3's UI opens an experiment in its GenAI view (traces) unless the experiment says it
+# is model training: then runs, charts and artifacts come first.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = {EXPERIMENT_KIND_TAG: "custom_model_development"}
 
 
 def resolve_tracking_uri(config: TrackingConfig) -> str:
@@ -90,9 +94,13 @@ def start_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) ->
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        experiment_id = client.create_experiment(experiment, artifact_location=artifact_root(uri))
+        experiment_id = client.create_experiment(experiment, artifact_location=artifact_root(uri),
+                                                 tags=EXPERIMENT_KIND)
     else:
         experiment_id = found.experiment_id
+        if EXPERIMENT_KIND_TAG not in found.tags:  # made by an older version, or by hand
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG,
+                                      EXPERIMENT_KIND[EXPERIMENT_KIND_TAG])
     return client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
 
 

@@ -12,7 +12,16 @@ from typing import Any
 
 from mlflow.entities import RunStatus, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NAME,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
+
+from orchestrator.run_description import DESCRIPTION_TAG
 
 TRIAL_TAG = "sweep.trial_id"
 ATTEMPTS_TAG = "sweep.trial_attempts"  # how often the trial's function started
@@ -21,6 +30,8 @@ ERROR_TAG = "sweep.error"  # a failed trial's root cause, one line, for the repo
 CLONED_FROM_TAG = "sweep.cloned_from"  # PBT: the trial whose checkpoint it last continued
 HISTORY_TAG = "sweep.pbt_history"  # PBT: every start from a checkpoint, with its values
 _HISTORY_SEPARATOR = ": "  # a history line: donor/checkpoint_N: key=value, ...
+# What a trial's run takes from the sweep's parent run: who started it, how, on what code.
+INHERITED_TAGS = ("task", MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER, MLFLOW_GIT_COMMIT)
 
 
 def reopen(uri: str, run_id: str) -> None:
@@ -34,8 +45,13 @@ def child_run(uri: str, parent_run_id: str, trial_id: str, trial_name: str) -> s
     parent = client.get_run(parent_run_id)
     existing = find_child(client, parent_run_id, trial_id)
     if existing is None:
+        inherited = {key: value for key, value in parent.data.tags.items()
+                     if key in INHERITED_TAGS}
+        inherited[DESCRIPTION_TAG] = (f"Trial `{trial_name}` of sweep "
+                                      f"`{parent.info.run_name}`.\n\n"
+                                      + parent.data.tags.get(DESCRIPTION_TAG, ""))
         run = client.create_run(parent.info.experiment_id, tags={
-            MLFLOW_PARENT_RUN_ID: parent_run_id, TRIAL_TAG: trial_id,
+            **inherited, MLFLOW_PARENT_RUN_ID: parent_run_id, TRIAL_TAG: trial_id,
             MLFLOW_RUN_NAME: trial_name, ATTEMPTS_TAG: "1",
         })
         return run.info.run_id

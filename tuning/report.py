@@ -35,6 +35,7 @@ class WrittenReport:
     markdown: Path
     files: list[Path] = field(default_factory=list)  # everything written, plots included
     best: dict[str, Any] | None = None  # the best configuration (axis -> value)
+    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)  # trials, best first
 
 
 @dataclass
@@ -62,7 +63,7 @@ def write_report(folder: Path) -> WrittenReport:
     summary = folder / "report.md"
     summary.write_text(_markdown(title, sections))
     files = [page, summary, *(plots / f"{name}.png" for name in pngs)]
-    return WrittenReport(page, summary, files, best)
+    return WrittenReport(page, summary, files, best, results.trials)
 
 
 def best_configuration(results: SweepResults) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ from orchestrator.tuning import mlflow_runs
 from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.tuning.tune_runner import TIME_ATTR, SweepPlan, load_plan
 
+LR_METRIC = "lr"  # LearningRateMonitor's name for the rate (lightning_modules.optimizers)
+
 
 @dataclass
 class SweepResults:
@@ -131,9 +133,8 @@ def _from_child_runs(plan: SweepPlan) -> ChildRunLogs:
         if mlflow_runs.ERROR_TAG in run.data.tags:
             errors[trial] = run.data.tags[mlflow_runs.ERROR_TAG]
         norms[trial] = _history(client, run.info.run_id, "grad_norm", "grad_norm")
-        lr_keys = [key for key in run.data.metrics if key.startswith("lr-")]
-        if lr_keys:  # LearningRateMonitor names it after the optimiser: lr-Adam, lr-SGD
-            rates[trial] = _history(client, run.info.run_id, lr_keys[0], "lr")
+        if LR_METRIC in run.data.metrics:
+            rates[trial] = _history(client, run.info.run_id, LR_METRIC, "lr")
         for number, (source, values) in enumerate(mlflow_runs.pbt_starts(run), start=1):
             starts.append({"trial": trial, "start": number, "from checkpoint": source,
                            "values": values})

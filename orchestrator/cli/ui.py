@@ -38,6 +38,17 @@ def _ui(args: argparse.Namespace) -> int:
                "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):
         command += ["--default-artifact-root", artifact_root(uri)]
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)", flush=True)
+    page = runs_page(f"http://{args.host}:{args.port}", MlflowClient(uri),
+                     config.tracking.experiment)
+    print(f"MLflow UI for {uri}: {page} (Ctrl-C stops it)", flush=True)
     os.execv(sys.executable, command)  # become the UI, so signals reach it directly
     return 0
+
+
+def runs_page(base: str, client: Any, experiment: str) -> str:
+    """The experiment's runs table in MLflow's model-training view (MLflow 3 opens its
+    GenAI traces view otherwise); the experiment list when the experiment has no runs yet."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return f"{base}/"
+    return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"

@@ -27,6 +27,7 @@ from orchestrator.inputs import (
     ensure_dataset,
     resolve_paths,
 )
+from orchestrator.run_description import DESCRIPTION_TAG, standard_tags, started_by
 from orchestrator.sweep.trial import run_trial
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning import mlflow_runs, report
@@ -96,7 +97,7 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
     ensure_dataset(base)  # once here, so trials never race to generate sample data
     parent = tracking.start_run(
         uri, base.tracking.experiment, sweep.name,
-        tags={"task": base.task, "sweep": "parent", "git_commit": tracking.git_commit()},
+        tags={**standard_tags(base, started_by(), tracking.git_commit()), "sweep": "parent"},
     )
     plan = SweepPlan(
         name=sweep.name, task=base.task, metric=sweep.metric or task.monitor,
@@ -207,10 +208,33 @@ def _finish(plan: SweepPlan, folder: Path, done: bool, failed_trials: int) -> Sw
         client.set_terminated(plan.parent_run_id, "KILLED")
         return SweepOutcome(folder, False, plan.parent_run_id, None)
     written = report.write_report(folder)
-    for path in written.files:
-        client.log_artifact(plan.parent_run_id, str(path), "report")
+    for path in written.files:  # report_plots/ kept, so report.md's image links resolve
+        where = path.parent.relative_to(folder).as_posix()
+        client.log_artifact(plan.parent_run_id, str(path),
+                            "report" if where == "." else f"report/{where}")
+    client.set_tag(plan.parent_run_id, DESCRIPTION_TAG, _parent_description(plan, written))
     if written.best:
         client.log_dict(plan.parent_run_id, written.best, "best_config.json")
     client.set_tag(plan.parent_run_id, "sweep.failed_trials", str(failed_trials))
     client.set_terminated(plan.parent_run_id, "FINISHED")
     return SweepOutcome(folder, True, plan.parent_run_id, written.html, failed_trials)
+
+
+def _parent_description(plan: SweepPlan, written: report.WrittenReport) -> str:
+    """The parent run page's description: the ranking with a link to each trial's run
+    (the report's HTML opens in MLflow's sandboxed viewer, where links cannot navigate)."""
+    client = MlflowClient(plan.tracking_uri)
+    runs = {run.data.tags.get(mlflow_runs.TRIAL_TAG): run
+            for run in mlflow_runs.children(client, plan.parent_run_id)}
+    lines = [f"**Sweep `{plan.name}`**: {plan.task}, ranked by `{plan.metric}` ({plan.mode}). "
+             "The full report is the artifact `report/report.html` (`report/report.md`).", "",
+             f"| rank | trial run | {plan.metric} | status |", "| --- | --- | --- | --- |"]
+    for rank, row in enumerate(written.ranking.to_dict("records"), start=1):
+        run = runs.get(row["trial"])
+        link = (f"[{run.info.run_name}](#/experiments/{run.info.experiment_id}/runs/"
+                f"{run.info.run_id})" if run is not None else row["trial"])
+        value = row.get(plan.metric)
+        shown = f"{value:.4g}" if isinstance(value, float) and value == value else "-"
+        lines.append(f"| {rank} | {link} | {shown} | {row['status']} |")
+    started = client.get_run(plan.parent_run_id).data.tags.get(DESCRIPTION_TAG, "")
+    return "\n".join([*lines, "", started])

@@ -1,4 +1,5 @@
-"""The run's MLflow logger, which never logs a metric at a step the run already holds.
+"""The run's MLflow logger, which never logs a metric at a step the run already holds
+(nor Lightning's `epoch`, which only restates the step).
 
 A run continued from a checkpoint (`launch --resume`, a worker group Ray restarted, a
 retried RayJob) trains again from the checkpoint's step: the steps between that checkpoint
@@ -25,6 +26,9 @@ class ContinuedRunLogger(MLFlowLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        # Lightning adds the epoch to every logged dict; in MLflow it would be one more chart
+        # that only restates the step axis.
+        metrics = {key: value for key, value in metrics.items() if key != "epoch"}
         if step is not None:
             if self._logged_until is None:
                 self._logged_until = self._last_steps()

@@ -40,11 +40,18 @@ from orchestrator.undelivered import spill_folder
 from orchestrator.worker.callbacks import ConfigInCheckpoint
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 from orchestrator.worker.restarts import FollowWorldSize, LogEpochsOnce
+from orchestrator.worker.system_metrics import node_system_metrics
 from orchestrator.worker.tasks import TASKS
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     config: ExperimentConfig = loop_config["config"]
+    with node_system_metrics(loop_config["tracking_uri"], loop_config["run_id"],
+                             config.tracking.system_metrics_s):
+        _train_and_test(loop_config, config)
+
+
+def _train_and_test(loop_config: dict[str, Any], config: ExperimentConfig) -> None:
     # Per-step metrics queue up and go to the store as one batch every 2 s: a write per
     # step costs ~10% of training speed on a small model (benchmarks/RESULTS.md).
     os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "2")

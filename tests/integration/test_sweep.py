@@ -108,6 +108,31 @@ def test_report_tables_hold_every_combination_and_the_best(beam_sweep):
     assert "## Effect of each axis" in summary and "eval.beam_size" in summary
 
 
+def test_the_parent_run_carries_the_report_and_links_every_trial_run(beam_sweep):
+    plan = load_plan(beam_sweep)
+    client = MlflowClient(plan.tracking_uri)
+    logged = {item.path for item in client.list_artifacts(plan.parent_run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/report_plots"} <= logged
+    plots = {item.path for item in client.list_artifacts(plan.parent_run_id,
+                                                         "report/report_plots")}
+    # report.md's image links resolve inside the run's artifacts
+    for link in re.findall(r"\]\((report_plots/[^)]+)\)", (beam_sweep / "report.md").read_text()):
+        assert f"report/{link}" in plots
+    parent = client.get_run(plan.parent_run_id)
+    description = parent.data.tags["mlflow.note.content"]
+    children = mlflow_runs.children(client, plan.parent_run_id)
+    for run in children:
+        assert f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id})" in description
+        # a trial's run says who started it and how, like its sweep's
+        for tag in ("mlflow.source.name", "mlflow.user", "mlflow.source.git.commit"):
+            assert run.data.tags[tag] == parent.data.tags[tag]
+    # ranked best first, as the report ranks them
+    top_trial = read_results(beam_sweep).trials.iloc[0]["trial"]
+    best = next(run for run in children if run.data.tags[mlflow_runs.TRIAL_TAG] == top_trial)
+    first = next(line for line in description.splitlines() if line.startswith("| 1 |"))
+    assert best.info.run_id in first
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
 def test_report_renders_its_plots_in_headless_chromium(beam_sweep, tmp_path):
     page = beam_sweep / "report.html"
@@ -215,7 +240,7 @@ def test_pbt_clones_the_strong_trial_into_the_weak_one(tmp_path, markov_dataset)
     assert perplexity[-1] < 0.6 * perplexity[0]  # ...so it learned what it could not alone
     assert perplexity[-1] < 1.5 * strong.data.metrics["val_perplexity"]
     # ...at the learning rate PBT gave it, not the one restored with the optimiser state
-    lr = client.get_metric_history(weak.info.run_id, "lr-Adam")
+    lr = client.get_metric_history(weak.info.run_id, "lr")
     assert lr[-1].value == pytest.approx(float(weak.data.tags["pbt.optim.lr"]))
     assert "test_perplexity" in weak.data.metrics
     # the report lists each start from a checkpoint and draws the learning rates
