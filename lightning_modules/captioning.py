@@ -1,6 +1,7 @@
 """The `image_captioning` and `video_captioning` tasks: teacher-forced training, coco-caption
-scores (BLEU-1..4, CIDEr-D, METEOR) of decoded captions, a captions page and attention
-overlays. Decoding is the shared search in `decoding.py`.
+scores (BLEU-1..4, CIDEr-D, METEOR) of decoded captions, and after the test a captions page
+(HTML), the scores by beam size and attention pictures. Decoding is the shared search in
+`decoding.py`.
 
 Scores are computed once over the whole evaluated set, gathered from every rank: CIDEr-D's
 document frequencies are that set's references, so no rank scores its share alone.
@@ -8,6 +9,7 @@ document frequencies are that set's references, so no rank scores its share alon
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 import torch
@@ -19,24 +21,27 @@ from torch import nn
 from orchestrator.datasets.batches import IGNORE_INDEX
 from orchestrator.datasets.tokenizer import EOS, Tokenizer
 from orchestrator.lightning_modules import decoding
-from orchestrator.lightning_modules.caption_artifacts import (
-    attention_overlay,
-    captions_page,
-    frame_attention,
+from orchestrator.lightning_modules.attention_pictures import (
+    attention_heatmap,
+    image_attention,
+    sentence_title,
 )
+from orchestrator.lightning_modules.beam_comparison import ByBeam, beam_artifacts
+from orchestrator.lightning_modules.caption_artifacts import STRIP_FRAMES, thumbnail_jpeg
 from orchestrator.lightning_modules.eval_settings import EvalSettings, EvaluatedWithSettings
+from orchestrator.lightning_modules.html_pages import PAGE_ROWS, PageHeader, PageRow, results_page
 from orchestrator.lightning_modules.image_captioner import ImageCaptioner, ImageCaptionerConfig
 from orchestrator.lightning_modules.metrics import (
-    caption_scores,
+    caption_scores_by_item,
     caption_tokenizer,
     perplexity_metric,
 )
 from orchestrator.lightning_modules.task_module import TaskModule
 from orchestrator.lightning_modules.video_captioner import VideoCaptioner, VideoCaptionerConfig
 
-PAGE_EXAMPLES = 8  # validation items on the captions page
-ATTENTION_EXAMPLES = 3  # of which drawn with attention
+ATTENTION_EXAMPLES = 3  # test items drawn with attention: those with the longest captions
 Scored = tuple[str, str, list[str]]  # (id, generated caption, references)
+Longest = tuple[int, str, torch.Tensor]  # (caption words, id, pixels on the CPU)
 
 
 class CaptioningTask(EvaluatedWithSettings, TaskModule):
@@ -61,7 +66,9 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         self.media = media  # image_size (and frames): how the `caption` command reads files
         self.val_perplexity = perplexity_metric()
         self._outputs: dict[str, list[Scored]] = {}
-        self._examples: dict[str, Any] | None = None  # validation items for the artifacts
+        self._thumbnails: dict[str, bytes] = {}  # test id -> JPEG, for the captions page
+        self._longest: list[Longest] = []  # test items for the attention pictures
+        self._item_scores: dict[int, dict[str, float]] = {}  # beam -> id -> CIDEr-D
         self._last: dict[str, float] = {}  # the latest scores
         self.artifacts: dict[str, Figure | str] = {}  # logged by the launcher's train loop
 
@@ -79,9 +86,6 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self.model(batch[self.inputs], batch["tgt_in"])
         self.val_perplexity.update(logits, batch["tgt_out"])
-        if batch_idx == 0:
-            self._examples = {"pixels": batch[self.inputs][:PAGE_EXAMPLES].cpu(),
-                              "references": batch["references"][:PAGE_EXAMPLES]}
         if batch_idx < self.eval_settings.val_bleu_batches:
             self._collect("val", batch, beam_size=1)
 
@@ -94,32 +98,34 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         self.log_dict({f"val_{name}": value for name, value in scores.items()}, sync_dist=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        for beam_size in self.eval_settings.beam_sizes:
-            self._collect(f"beam{beam_size}", batch, beam_size)
+        generated = {beam_size: self._collect(f"beam{beam_size}", batch, beam_size)
+                     for beam_size in self.eval_settings.beam_sizes}
+        self._keep_for_pictures(batch, generated[max(generated)])
+
+    def on_test_epoch_start(self) -> None:
+        self._thumbnails, self._longest, self._item_scores = {}, [], {}
 
     def on_test_epoch_end(self) -> None:
+        by_beam: ByBeam = {}
         for beam_size in self.eval_settings.beam_sizes:
-            scores = self._scores(f"beam{beam_size}", keep=True)
+            by_beam[beam_size] = self._scores(f"beam{beam_size}", keep=True)
             self.log_dict({f"test_{name}_beam{beam_size}": value
-                           for name, value in scores.items()}, sync_dist=True)
-        beam = max(self.eval_settings.beam_sizes)
-        self.artifacts["captions.md"] = captions_table(self._outputs.get(f"beam{beam}", []),
-                                                       beam)
-        self.artifacts["caption_metrics.txt"] = (
-            f"tokenizer: {caption_tokenizer()}\nscores: pycocoevalcap BLEU-1..4, CIDEr-D "
-            f"(document frequencies from the {len(self._outputs.get(f'beam{beam}', []))} "
-            "test items' references)" + (", METEOR 1.5" if "meteor" in self._last else "")
-            + "\n")
-        self._draw_examples()
+                           for name, value in by_beam[beam_size].items()}, sync_dist=True)
+        thumbnails = _gather_thumbnails(self._thumbnails)  # every rank takes part
+        if _rank() == 0:  # the artifacts are rank 0's to log
+            self._make_artifacts(by_beam, thumbnails)
         self._outputs.clear()
+        self._thumbnails, self._longest, self._item_scores = {}, [], {}
 
-    def _collect(self, stage: str, batch: dict[str, Any], beam_size: int) -> None:
+    def _collect(self, stage: str, batch: dict[str, Any], beam_size: int) -> list[str]:
         generated = self.caption(batch[self.inputs], beam_size)
         self._outputs.setdefault(stage, []).extend(
             zip(batch["ids"], generated, batch["references"], strict=True))
+        return generated
 
     def _scores(self, stage: str, keep: bool = False) -> dict[str, float]:
-        """Scores of every rank's captions of this stage, computed on rank 0 and shared."""
+        """Scores of every rank's captions of this stage, computed on rank 0 and shared
+        (rank 0 also keeps each test item's own CIDEr-D for the captions page)."""
         scored = _gather(self._outputs.get(stage, []))
         if keep:
             self._outputs[stage] = scored
@@ -127,9 +133,11 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
             self._outputs.pop(stage, None)
         scores: dict[str, float] = {}
         if scored and _rank() == 0:
-            scores = caption_scores({i: hyp for i, hyp, _ in scored},
-                                    {i: refs for i, _, refs in scored},
-                                    meteor=self.eval_settings.meteor)
+            scores, per_item = caption_scores_by_item({i: hyp for i, hyp, _ in scored},
+                                                      {i: refs for i, _, refs in scored},
+                                                      meteor=self.eval_settings.meteor)
+            if keep and stage.startswith("beam"):
+                self._item_scores[int(stage[len("beam"):])] = per_item
         self._last = _broadcast(scores)
         return self._last
 
@@ -149,25 +157,56 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         return " ".join(self.vocab.tokens[i] for i in ids)
 
     # artifacts --------------------------------------------------------------------------
-    def _draw_examples(self) -> None:
-        """The captions page and attention of the last validation epoch's first items,
-        captioned by the weights under test."""
-        if self._examples is None:
-            return
-        pixels = self._examples["pixels"].to(self.device)
-        found = self.search_captions(pixels, max(self.eval_settings.beam_sizes))
-        generated = [self._words(h.tokens) for h in found]
-        self.artifacts["captions_page.png"] = captions_page(
-            pixels.cpu(), generated, self._examples["references"])
-        for number, hypothesis in enumerate(found[:ATTENTION_EXAMPLES]):
-            if hypothesis.attention is not None:
-                words = [*generated[number].split(), EOS]
-                self.artifacts[f"attention/example_{number}.png"] = self.draw_attention(
-                    pixels[number].cpu(), words, hypothesis.attention[: len(words)].cpu())
+    def _keep_for_pictures(self, batch: dict[str, Any], generated: list[str]) -> None:
+        """Thumbnails of this rank's first PAGE_ROWS test items, and its items with the
+        longest captions (at the largest beam size) for the attention pictures."""
+        room = max(0, PAGE_ROWS - len(self._thumbnails))
+        for item, pixels in zip(batch["ids"][:room], batch[self.inputs][:room].cpu(),
+                                strict=False):
+            self._thumbnails[item] = thumbnail_jpeg(pixels)
+        kept = {entry[1]: entry for entry in self._longest}
+        lengths = [len(caption.split()) for caption in generated]
+        for row in sorted(range(len(lengths)), key=lambda r: -lengths[r])[:ATTENTION_EXAMPLES]:
+            item = batch["ids"][row]
+            if item not in kept:
+                kept[item] = (lengths[row], item, batch[self.inputs][row].cpu())
+        self._longest = sorted(kept.values(), key=lambda entry: -entry[0])[:ATTENTION_EXAMPLES]
 
-    def draw_attention(self, pixels: torch.Tensor, words: list[str],
-                       weights: torch.Tensor) -> Figure:
-        return attention_overlay(pixels, words, weights)
+    def _make_artifacts(self, by_beam: ByBeam, thumbnails: dict[str, bytes]) -> None:
+        """The captions page, the scores by beam size, the metric notes and the attention
+        pictures, from the gathered test captions."""
+        beam = max(by_beam)
+        outputs = {size: self._outputs.get(f"beam{size}", []) for size in by_beam}
+        self.artifacts["captions.html"] = captions_page(outputs, by_beam, self._item_scores,
+                                                        thumbnails, self.media)
+        count = len(outputs[beam])
+        self.artifacts.update(beam_artifacts(by_beam, f"Test caption scores by beam size "
+                                                      f"({count} items)"))
+        self.artifacts["caption_metrics.txt"] = (
+            f"tokenizer: {caption_tokenizer()}\nscores: pycocoevalcap BLEU-1..4, CIDEr-D "
+            f"(document frequencies from the {count} test items' references)"
+            + (", METEOR 1.5" if "meteor" in by_beam[beam] else "") + "\n")
+        self._draw_attention(beam)
+
+    def _draw_attention(self, beam: int) -> None:
+        """Attention of the kept test items (longest captions first) at the largest beam."""
+        if not self._longest:
+            return
+        pixels = torch.stack([image for _, _, image in self._longest]).to(self.device)
+        found = self.search_captions(pixels, beam)
+        for number, (hypothesis, (_, item, image)) in enumerate(
+                zip(found, self._longest, strict=True)):
+            if hypothesis.attention is None:
+                continue
+            caption = self._words(hypothesis.tokens)
+            words = [*caption.split(), EOS]
+            title = sentence_title(caption, None, f"(test item {item}, beam {beam})")
+            self.artifacts[f"attention/example_{number}.png"] = self.draw_attention(
+                image, words, hypothesis.attention[: len(words)].cpu(), title)
+
+    def draw_attention(self, pixels: torch.Tensor, words: list[str], weights: torch.Tensor,
+                       title: str) -> Figure:
+        return image_attention(pixels, words, weights, title)
 
 
 class ImageCaptioningTask(CaptioningTask):
@@ -183,9 +222,11 @@ class VideoCaptioningTask(CaptioningTask):
     def build_model(self, settings: dict[str, Any], vocab_size: int) -> nn.Module:
         return VideoCaptioner(VideoCaptionerConfig(vocab_size, **settings))
 
-    def draw_attention(self, pixels: torch.Tensor, words: list[str],
-                       weights: torch.Tensor) -> Figure:
-        return frame_attention(words, weights)
+    def draw_attention(self, pixels: torch.Tensor, words: list[str], weights: torch.Tensor,
+                       title: str) -> Figure:
+        frames = [str(number + 1) for number in range(weights.size(1))]
+        return attention_heatmap(weights, frames, words, title, column_label="frame",
+                                 row_label="caption word")
 
 
 # The `caption` command picks the class a checkpoint was saved from by its media kind.
@@ -194,14 +235,43 @@ CAPTIONERS: dict[str, type[CaptioningTask]] = {
 }
 
 
-def captions_table(scored: list[Scored], beam: int) -> str:
-    rows = [f"| id | caption (beam {beam}) | references |", "| --- | --- | --- |"]
-    rows += [f"| {i} | {hyp} | {' / '.join(refs)} |" for i, hyp, refs in scored]
-    return "\n".join(rows) + "\n"
+def captions_page(outputs: dict[int, list[Scored]], by_beam: ByBeam,
+                  item_scores: dict[int, dict[str, float]], thumbnails: dict[str, bytes],
+                  media: dict[str, Any]) -> str:
+    """captions.html: each test item's picture, its caption at every beam size with that
+    caption's CIDEr-D, and its references (every text HTML-escaped)."""
+    beams = sorted(outputs)
+    rows = []
+    for scored in islice(zip(*(outputs[beam] for beam in beams), strict=True), PAGE_ROWS):
+        item, _, references = scored[0]
+        rows.append(PageRow(
+            source=thumbnails.get(item, ""), label=item, references=references,
+            outputs={beam: caption for beam, (_, caption, _) in zip(beams, scored, strict=True)},
+            scores={beam: item_scores[beam][item] for beam in beams
+                    if item in item_scores.get(beam, {})}))
+    video = media.get("kind") == "video"
+    header = PageHeader(
+        title=f"Test captions ({'video' if video else 'image'} captioning)",
+        total=len(outputs[beams[0]]) if beams else 0, score_name="CIDEr-D",
+        corpus=by_beam, score_scale=3.0,
+        notes=["Per-caption CIDEr-D: pycocoevalcap's, with document frequencies from all the "
+               "test items' references; its mean over the test set is the logged test_cider_d."
+               + (f" Each clip shows {STRIP_FRAMES} evenly spaced frames of "
+                  f"{media.get('frames')}." if video else "")])
+    return results_page(header, rows, "clip" if video else "image")
 
 
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _gather_thumbnails(thumbnails: dict[str, bytes]) -> dict[str, bytes]:
+    """Every rank's thumbnails on every rank (each rank holds PAGE_ROWS at most)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return thumbnails
+    everyone: list[dict[str, bytes]] = [{} for _ in range(dist.get_world_size())]
+    dist.all_gather_object(everyone, thumbnails)
+    return {item: data for part in everyone for item, data in part.items()}
 
 
 def _gather(items: list[Scored]) -> list[Scored]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -97,6 +98,22 @@ class LanguageModelTask(TaskModule):
 
     def generate_text(self, prompt: str, length: int, temperature: float, seed: int = 0) -> str:
         """The prompt followed by `length` sampled tokens."""
+        return prompt + self._continuation(prompt, length, temperature, seed)
+
+    def sample_text(self, prompt: str, length: int, temperature: float, seed: int = 0) -> str:
+        """A sample for the run's samples.txt that says how it was made (prompt, settings)
+        and ends at a sentence end or a whole word, saying what the length cap cut off:
+        sampling always runs to the cap, which rarely falls between two sentences."""
+        continuation, ending = trimmed_continuation(
+            self._continuation(prompt, length, temperature, seed), length)
+        return (f"prompt: {prompt!r}\n"
+                f"settings: temperature {temperature:g}, {length} {self.tokenizer.level} "
+                f"tokens sampled, seed {seed}\n\n"
+                f"{prompt}{continuation}\n\n[{ending}]")
+
+    def _continuation(self, prompt: str, length: int, temperature: float, seed: int) -> str:
+        """`length` tokens sampled after the prompt, as text (a word-level one starts with
+        a space, so it follows the prompt as written)."""
         ids = self.tokenizer.encode(prompt) or [self.tokenizer.unk_id]
         generator = torch.Generator(device=self.device).manual_seed(seed)
         self.model.eval()
@@ -104,4 +121,26 @@ class LanguageModelTask(TaskModule):
             torch.tensor([ids], device=self.device), length, temperature, generator
         )
         continuation = self.tokenizer.decode(out[0].tolist())
-        return prompt + ("" if self.tokenizer.level == "char" else " ") + continuation
+        return ("" if self.tokenizer.level == "char" else " ") + continuation
+
+
+SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+
+
+def trimmed_continuation(text: str, length: int) -> tuple[str, str]:
+    """Sampled text cut where a reader expects an end: after its last sentence end (. ! ?
+    or a line end) if that keeps at least half of it, else after its last whole word; and
+    a note saying which. Text with neither is kept whole, and the note says it stops
+    mid-word."""
+    cap = f"sampling stopped at the {length}-token length cap"
+    ends = [match.end() for match in SENTENCE_END.finditer(text)]
+    if ends and ends[-1] >= len(text.rstrip()):
+        return text.rstrip(), f"{cap}, at a sentence end"
+    if ends and ends[-1] >= len(text) / 2:
+        dropped = len(text) - ends[-1]
+        return text[: ends[-1]].rstrip(), (f"{cap}; cut after the last full sentence "
+                                           f"({dropped} characters after it dropped)")
+    space = text.rstrip().rfind(" ")
+    if space > len(text) / 2:
+        return text[:space] + " …", f"{cap} mid-sentence; cut after the last whole word"
+    return text, f"{cap} mid-sentence"

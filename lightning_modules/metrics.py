@@ -59,6 +59,17 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> tuple[float, st
     return score.score, str(bleu.get_signature())
 
 
+@cache
+def _sentence_bleu() -> BLEU:
+    return BLEU(effective_order=True)  # sacrebleu.sentence_bleu's settings, built once
+
+
+def sentence_bleu(hypothesis: str, reference: str) -> float:
+    """sacrebleu's sentence BLEU (effective order): a per-row guide on the translations
+    page. The corpus BLEU pools n-gram counts over the split; it is not their mean."""
+    return _sentence_bleu().sentence_score(hypothesis, [reference]).score
+
+
 # Caption scores: coco-caption's, through pycocoevalcap, on its PTB-tokenised, lower-cased,
 # punctuation-free words. Where Java is missing, the fallback tokenizer is caption_words
 # (Moses words, the same punctuation removed) and METEOR (a Java program) is left out.
@@ -106,14 +117,23 @@ def caption_scores(
     """BLEU-1..4, CIDEr-D (and METEOR where Java exists) of one caption per id against its
     references. Give the whole evaluated split at once: CIDEr-D's document frequencies come
     from these references, as in coco-caption, so a single image alone scores nothing."""
+    return caption_scores_by_item(hypotheses, references, meteor)[0]
+
+
+def caption_scores_by_item(
+    hypotheses: dict[str, str], references: dict[str, list[str]], meteor: bool = True
+) -> tuple[dict[str, float], dict[str, float]]:
+    """`caption_scores`, and each id's own CIDEr-D from the same computation (same document
+    frequencies; their mean is the split's CIDEr-D): the captions page's per-row score."""
     if set(hypotheses) != set(references):
         raise ValueError("hypotheses and references must have the same ids")
     refs = tokenize_captions(references)
     hyps = tokenize_captions({key: [value] for key, value in hypotheses.items()})
     bleu, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
-    cider, _ = Cider().compute_score(refs, hyps)
+    cider, per_item = Cider().compute_score(refs, hyps)
     scores = {f"bleu_{n}": float(value) for n, value in enumerate(bleu, start=1)}
     scores["cider_d"] = float(cider)
     if meteor and java_available():
         scores["meteor"] = float(_meteor().compute_score(refs, hyps)[0])
-    return scores
+    # pycocoevalcap scores the ids in the order of refs' keys
+    return scores, {key: float(value) for key, value in zip(refs, per_item, strict=True)}

@@ -1,10 +1,11 @@
-"""The `translation` task: teacher-forced training, BLEU on decoded text, attention maps."""
+"""The `translation` task: teacher-forced training, BLEU on decoded text, and what a person
+reads after the test: a translations page, BLEU by beam size, attention heatmaps."""
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -14,12 +15,18 @@ from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.text_processing import text_processors
 from orchestrator.datasets.tokenizer import EOS, PAD, Tokenizer
 from orchestrator.lightning_modules import decoding
+from orchestrator.lightning_modules.attention_pictures import attention_heatmap, sentence_title
+from orchestrator.lightning_modules.beam_comparison import ByBeam, beam_artifacts
 from orchestrator.lightning_modules.eval_settings import EvalSettings, EvaluatedWithSettings
-from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric
+from orchestrator.lightning_modules.html_pages import PAGE_ROWS, PageHeader, PageRow, results_page
+from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric, sentence_bleu
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.task_module import TaskModule
 
-ATTENTION_EXAMPLES = 4  # test sentences drawn as attention heatmaps
+ATTENTION_EXAMPLES = 4  # test sentences drawn as attention heatmaps: the longest that fit
+ATTENTION_MAX_TOKENS = 40  # source tokens at most in a heatmap, so its cells stay readable
+Decoded = tuple[str, str, str]  # (source, hypothesis, reference)
+Longest = tuple[int, str, list[int]]  # (source length, source, source ids)
 
 
 class TranslationTask(EvaluatedWithSettings, TaskModule):
@@ -47,7 +54,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         self.source_text, self.target_text = text_processors(text, text_models or {})
         self.eval_settings = EvalSettings(**eval_settings)
         self.val_perplexity = perplexity_metric()
-        self._outputs: dict[str, list[tuple[str, str]]] = {}  # stage -> (hypothesis, ref)
+        self._outputs: dict[str, list[Decoded]] = {}  # stage -> decoded sentences
+        self._longest: list[Longest] = []  # test sentences for the attention heatmaps
         self.artifacts: dict[str, Figure | str] = {}  # logged by the launcher's train loop
 
     # training ---------------------------------------------------------------------------
@@ -63,8 +71,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         self.val_perplexity.update(logits, batch["tgt_out"])
         if batch_idx < self.eval_settings.val_bleu_batches:
             hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size=1)
-            self._outputs.setdefault("val", []).extend(zip(hypotheses, batch["references"],
-                                                            strict=True))
+            self._outputs.setdefault("val", []).extend(
+                zip(batch["sources"], hypotheses, batch["references"], strict=True))
 
     def on_validation_epoch_end(self) -> None:
         perplexity = self.val_perplexity.compute()
@@ -78,30 +86,33 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         for beam_size in self.eval_settings.beam_sizes:
             hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size)
             self._outputs.setdefault(f"beam{beam_size}", []).extend(
-                zip(hypotheses, batch["references"], strict=True)
+                zip(batch["sources"], hypotheses, batch["references"], strict=True)
             )
-        if batch_idx == 0:
-            self._draw_attention(batch)
-            self._outputs["sources"] = [(s, "") for s in batch["sources"]]
+        self._keep_longest(batch)
+
+    def on_test_epoch_start(self) -> None:
+        self._longest = []
 
     def on_test_epoch_end(self) -> None:
-        signature = ""
+        signature, by_beam = "", {}
         for beam_size in self.eval_settings.beam_sizes:
             bleu, signature = self._bleu(f"beam{beam_size}", keep=True)
             self.log(f"test_bleu_beam{beam_size}", bleu, sync_dist=True)
-        self.artifacts["bleu_signature.txt"] = signature
-        self.artifacts["translations.md"] = self._translations_page()
+            by_beam[beam_size] = {"bleu": bleu}
+        if self.global_rank == 0:  # the artifacts are rank 0's to log
+            self._make_artifacts(by_beam, signature)
         self._outputs.clear()
+        self._longest = []
 
     def _bleu(self, stage: str, keep: bool = False) -> tuple[float, str]:
         """Corpus BLEU over every rank's decoded sentences of this stage."""
-        pairs = _gather(self._outputs.get(stage, []) if keep else self._outputs.pop(stage, []))
+        decoded = _gather(self._outputs.get(stage, []) if keep
+                          else self._outputs.pop(stage, []))
         if keep:
-            self._outputs[stage] = pairs
-        if not pairs:
+            self._outputs[stage] = decoded
+        if not decoded:
             return 0.0, ""
-        hypotheses, references = zip(*pairs, strict=True)
-        return corpus_bleu(list(hypotheses), list(references))
+        return corpus_bleu([hyp for _, hyp, _ in decoded], [ref for _, _, ref in decoded])
 
     # decoding ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -114,12 +125,17 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
     def translate(self, sentences: list[str], beam_size: int) -> list[str]:
         """Raw source sentences -> detokenised translations."""
         ids = [self.source_vocab.encode(self.source_text.tokenize(s)) or [0] for s in sentences]
+        src, lengths = self._padded(ids)
+        self.model.eval()
+        return self.translate_batch(src, lengths, beam_size)
+
+    def _padded(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source id lists -> a padded batch and its lengths, on the module's device."""
         lengths = torch.tensor([len(row) for row in ids])
         src = torch.full((len(ids), int(lengths.max())), self.source_vocab.index[PAD])
         for row, seq in enumerate(ids):
             src[row, : len(seq)] = torch.tensor(seq)
-        self.model.eval()
-        return self.translate_batch(src.to(self.device), lengths.to(self.device), beam_size)
+        return src.to(self.device), lengths.to(self.device)
 
     def _search(self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int) -> list[Any]:
         state = self.model.encode(src, src_lengths)
@@ -130,43 +146,73 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         return self.target_text.detokenize([self.target_vocab.tokens[i] for i in ids])
 
     # artifacts --------------------------------------------------------------------------
-    def _draw_attention(self, batch: TranslationBatch) -> None:
-        count = min(ATTENTION_EXAMPLES, batch["src"].size(0))
-        src, lengths = batch["src"][:count], batch["src_lengths"][:count]
-        for number, hypothesis in enumerate(self._search(src, lengths, beam_size=1)):
+    def _make_artifacts(self, by_beam: ByBeam, signature: str) -> None:
+        """What a person reads after the test; the decoded sentences are all gathered."""
+        self.artifacts["bleu_signature.txt"] = signature
+        outputs = {beam: self._outputs.get(f"beam{beam}", []) for beam in by_beam}
+        self.artifacts["translations.html"] = translations_page(outputs, by_beam, signature)
+        count = len(next(iter(outputs.values()), []))
+        self.artifacts.update(beam_artifacts(by_beam,
+                                             f"Test BLEU by beam size ({count} sentences)"))
+        self._draw_attention()
+
+    def _keep_longest(self, batch: TranslationBatch) -> None:
+        """Remember this rank's longest test sentences that a heatmap can hold (one each)."""
+        kept = {source: (length, source, ids) for length, source, ids in self._longest}
+        for row, length in enumerate(batch["src_lengths"].tolist()):
+            source = batch["sources"][row]
+            if length <= ATTENTION_MAX_TOKENS and source not in kept:
+                kept[source] = (length, source, batch["src"][row, :length].tolist())
+        self._longest = sorted(kept.values(), key=lambda item: -item[0])[:ATTENTION_EXAMPLES]
+
+    def _draw_attention(self) -> None:
+        """Heatmaps of the kept sentences, decoded at the largest beam size."""
+        if not self._longest:
+            return
+        beam = max(self.eval_settings.beam_sizes)
+        src, lengths = self._padded([ids for _, _, ids in self._longest])
+        found = self._search(src, lengths, beam)
+        for number, (hypothesis, (_, source, ids)) in enumerate(
+                zip(found, self._longest, strict=True)):
             if hypothesis.attention is None:
                 continue
-            source = [self.source_vocab.tokens[i] for i in src[number, : lengths[number]]]
+            tokens = [self.source_vocab.tokens[i] for i in ids]
             output = [self.target_vocab.tokens[i] for i in hypothesis.tokens] + [EOS]
+            title = sentence_title(source, self._detokenize(hypothesis.tokens),
+                                   f"(test sentence, beam {beam}, {len(tokens)} source tokens)")
             self.artifacts[f"attention/sentence_{number}.png"] = attention_heatmap(
-                hypothesis.attention[: len(output), : len(source)].cpu(), source, output
-            )
-
-    def _translations_page(self) -> str:
-        beam = max(self.eval_settings.beam_sizes)
-        rows = [f"| source | translation (beam {beam}) | reference |", "| --- | --- | --- |"]
-        sources = [s for s, _ in self._outputs.get("sources", [])]
-        for source, (hypothesis, reference) in zip(sources, self._outputs.get(f"beam{beam}", []),
-                                                   strict=False):
-            rows.append(f"| {source} | {hypothesis} | {reference} |")
-        return "\n".join(rows) + "\n"
+                hypothesis.attention[: len(output), : len(tokens)].cpu(), tokens, output, title)
 
 
-def attention_heatmap(weights: torch.Tensor, source: list[str], output: list[str]) -> Figure:
-    """Output tokens down, source tokens across; darker = more attention."""
-    figure, axes = plt.subplots(figsize=(1 + 0.45 * len(source), 1 + 0.4 * len(output)))
-    axes.imshow(weights.numpy(), cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
-    axes.set_xticks(range(len(source)), source, rotation=60, ha="right")
-    axes.set_yticks(range(len(output)), output)
-    axes.set_xlabel("source")
-    axes.set_ylabel("output")
-    figure.tight_layout()
-    return figure
+def translation_rows(outputs: dict[int, list[Decoded]]) -> list[PageRow]:
+    """The translations page's rows: each test sentence (the first PAGE_ROWS), its output at
+    every beam size with that output's sentence BLEU, and its reference."""
+    beams = sorted(outputs)
+    rows = []
+    for decoded in islice(zip(*(outputs[beam] for beam in beams), strict=True), PAGE_ROWS):
+        source, _, reference = decoded[0]
+        hypotheses = {beam: hyp for beam, (_, hyp, _) in zip(beams, decoded, strict=True)}
+        rows.append(PageRow(source, hypotheses,
+                            {beam: sentence_bleu(hyp, reference)
+                             for beam, hyp in hypotheses.items()}, [reference]))
+    return rows
 
 
-def _gather(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def translations_page(outputs: dict[int, list[Decoded]], by_beam: ByBeam,
+                      signature: str) -> str:
+    """translations.html: every test sentence's translations side by side (HTML-escaped)."""
+    header = PageHeader(
+        title="Test translations", total=len(next(iter(outputs.values()), [])),
+        score_name="sentence BLEU (sacrebleu.sentence_bleu, 0-100)", corpus=by_beam,
+        notes=[f"Corpus BLEU: sacrebleu {signature}. The corpus BLEU pools n-gram counts "
+               "over the whole test set; it is not the mean of the sentence scores."],
+        score_scale=100.0)
+    return results_page(header, translation_rows(outputs), "source")
+
+
+def _gather(decoded: list[Decoded]) -> list[Decoded]:
     if not (dist.is_available() and dist.is_initialized()):
-        return pairs
-    everyone: list[list[tuple[str, str]]] = [[] for _ in range(dist.get_world_size())]
-    dist.all_gather_object(everyone, pairs)
+        return decoded
+    everyone: list[list[Decoded]] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(everyone, decoded)
     return [pair for part in everyone for pair in part]

@@ -81,9 +81,10 @@ def _language_model(
 
 
 def _generated_text(module: LanguageModelTask, config: ExperimentConfig) -> list[str]:
+    """One sample per prompt, each saying its prompt, temperature, length and seed."""
     settings = config.generate
     return [
-        module.generate_text(prompt, settings.length, settings.temperature, seed=config.seed)
+        module.sample_text(prompt, settings.length, settings.temperature, seed=config.seed)
         for prompt in settings.prompts
     ]
 

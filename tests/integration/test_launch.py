@@ -142,7 +142,8 @@ def test_translation_launch_logs_bleu_per_beam_and_attention_maps(translated):
     assert run.data.metrics["test_bleu_beam3"] > 80
     assert len(client.get_metric_history(translated.run_id, "val_bleu")) == 3
     names = {a.path for a in client.list_artifacts(translated.run_id)}
-    assert {"translations.md", "bleu_signature.txt", "attention"} <= names
+    assert {"translations.html", "bleu_signature.txt", "test_metrics_by_beam.csv",
+            "test_metrics_by_beam.png", "attention"} <= names
     assert translated.samples == ["9 may 1999\t1999 - 05 - 09"]
 
 
@@ -164,7 +165,8 @@ def test_eval_rescores_the_checkpoint_at_new_beam_sizes_into_a_new_run(translate
             logged[f"test_bleu_beam{beam}"], abs=1e-6)
     assert run.data.metrics["test_bleu_beam5"] > 80
     assert f"test_bleu_beam5  {run.data.metrics['test_bleu_beam5']:.4f}" in out
-    assert "translations.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    eval_artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"translations.html", "test_metrics_by_beam.csv"} <= eval_artifacts
 
 
 def test_eval_validates_on_request_and_refuses_a_checkpoint_without_its_config(

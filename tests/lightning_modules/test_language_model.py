@@ -6,15 +6,17 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from orchestrator.config import load_config
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.datasets.synthetic import MARKOV_ALPHABET, MARKOV_PERPLEXITY
 from orchestrator.lightning_modules.cells import RNN_CELLS
-from orchestrator.lightning_modules.language_model import LanguageModelTask
+from orchestrator.lightning_modules.language_model import LanguageModelTask, trimmed_continuation
 from orchestrator.lightning_modules.optimizers import ApplyOptimSettings
 from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
 )
+from orchestrator.worker.tasks import TASKS
 from tests.models import settings
 
 OPTIM = {"optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "clip": 1.0,
@@ -52,6 +54,36 @@ def test_generated_text_follows_the_chain(trained):
     legal = sum(step in (1, 3) for step in steps)
     assert legal / len(steps) > 0.97
     assert 0.3 < steps.count(1) / len(steps) < 0.7  # both moves, as the chain does
+
+
+def test_a_logged_sample_says_its_prompt_and_settings(trained):
+    task, _ = trained
+    config = load_config(None, ["generate.prompts=[ab, c]", "generate.temperature=0.7",
+                                "generate.length=50", "seed=3"])
+    samples = TASKS["language_model"].samples(task, config)
+    assert len(samples) == 2
+    first = samples[0]
+    assert first.startswith("prompt: 'ab'\nsettings: temperature 0.7, 50 char tokens sampled, "
+                            "seed 3\n")
+    text = first.split("\n\n")[1]
+    assert text == task.generate_text("ab", length=50, temperature=0.7, seed=3)
+    # the chain's text has no sentences or words: kept whole, and the cap said
+    assert first.endswith("[sampling stopped at the 50-token length cap mid-sentence]")
+
+
+CAP = "sampling stopped at the 40-token length cap"
+
+
+@pytest.mark.parametrize("text, kept, ending", [
+    (" the cat sat. the dog ran. the bird", " the cat sat. the dog ran.",
+     f"{CAP}; cut after the last full sentence (9 characters after it dropped)"),
+    (" the cat sat.\nthe dog ran\n", " the cat sat.\nthe dog ran", f"{CAP}, at a sentence end"),
+    (" a cat. then a very long sentence that goes on",
+     " a cat. then a very long sentence that goes …",
+     f"{CAP} mid-sentence; cut after the last whole word"),
+])
+def test_samples_end_at_a_sentence_or_a_word_and_say_so(text, kept, ending):
+    assert trimmed_continuation(text, 40) == (kept, ending)
 
 
 @pytest.mark.parametrize("cell", sorted(RNN_CELLS))

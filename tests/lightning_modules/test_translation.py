@@ -4,6 +4,8 @@ date-rewriting task to BLEU >= 90, with BLEU equal to sacrebleu's on the same ou
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import random
 from pathlib import Path
 
@@ -122,12 +124,39 @@ def test_logged_bleu_equals_sacrebleu_on_the_translate_output(trained, dates, ca
     assert metrics["test_bleu_beam3"] == pytest.approx(expected, rel=1e-6)  # a float32 metric
 
 
-def test_attention_heatmaps_and_translations_page_are_made(trained):
-    task, _, _ = trained
+def test_the_test_leaves_a_page_a_beam_table_and_heatmaps_of_the_longest_sentences(trained,
+                                                                                  dates):
+    task, metrics, _ = trained
     names = set(task.artifacts)
-    assert {"translations.md", "bleu_signature.txt"} <= names
-    assert any(name.startswith("attention/") and name.endswith(".png") for name in names)
+    assert {"translations.html", "bleu_signature.txt", "test_metrics_by_beam.csv",
+            "test_metrics_by_beam.png"} <= names
+    assert not {"translations.md"} & names  # the page replaced it
     assert "tok:13a" in task.artifacts["bleu_signature.txt"]
+    page = task.artifacts["translations.html"]
+    test_pairs = [line.split("\t") for line in zip_lines(dates / "test.src", dates / "test.tgt")]
+    assert "all 300 test items" in page and page.count("<tr><td class=\"n\">") == 300
+    assert all(f"<td>{source}</td>" in page for source, _ in test_pairs)
+
+    rows = list(csv.DictReader(io.StringIO(task.artifacts["test_metrics_by_beam.csv"])))
+    assert [int(row["beam_size"]) for row in rows] == [1, 3]
+    for row in rows:
+        logged = metrics[f"test_bleu_beam{row['beam_size']}"]
+        assert float(row["bleu"]) == pytest.approx(logged, rel=1e-6)  # logged as float32
+
+    heatmaps = sorted(name for name in names if name.startswith("attention/"))
+    assert heatmaps == [f"attention/sentence_{n}.png" for n in range(4)]
+    figure = task.artifacts["attention/sentence_0.png"]
+    heatmap, colour_bar = figure.axes
+    source_tokens = [label.get_text() for label in heatmap.get_xticklabels()]
+    assert " ".join(source_tokens) in {source for source, _ in test_pairs}
+    assert heatmap.get_yticklabels()[-1].get_text() == "<eos>"
+    assert colour_bar.get_ylabel() == "attention weight"
+    assert heatmap.get_title(loc="left").startswith(" ".join(source_tokens))
+
+
+def zip_lines(*paths: Path) -> list[str]:
+    columns = [path.read_text().splitlines() for path in paths]
+    return ["\t".join(parts) for parts in zip(*columns, strict=True)]
 
 
 def test_ban_unk_keeps_an_unk_loving_model_from_writing_it(trained, dates):
