@@ -24,7 +24,8 @@ from orchestrator.config import ExperimentConfig, flatten, load_config, with_ove
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import ensure_dataset, resolve_paths
 from orchestrator.lightning_modules.eval_settings import EvaluatedWithSettings
-from orchestrator.run_files import checkpoint_file, config_in_checkpoint, read_checkpoint
+from orchestrator.registered_model import resolve_checkpoint
+from orchestrator.run_files import config_in_checkpoint, read_checkpoint
 from orchestrator.task_metrics import TASK_METRICS
 
 Split = Literal["val", "test"]
@@ -72,7 +73,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
     MLflow run of the config's experiment (params, metrics and the task's artifacts)."""
     from orchestrator.worker.tasks import TASKS, module_from_checkpoint
 
-    checkpoint = checkpoint_file(path)
+    checkpoint = resolve_checkpoint(path)  # a file, a folder, or models:/NAME@ALIAS
     stored = read_checkpoint(checkpoint)  # once: the config and the weights come from it
     if config_file is not None:
         config = resolve_paths(load_config(config_file, overrides))
@@ -101,16 +102,17 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
                for key, value in run(module, datamodule=datamodule, verbose=False)[0].items()}
     run_id = None
     if log:
-        run_id = _log_eval_run(uri, config, checkpoint, metrics, getattr(module, "artifacts", {}))
+        source = str(path) if str(path).startswith("models:/") else str(checkpoint.resolve())
+        run_id = _log_eval_run(uri, config, source, metrics, getattr(module, "artifacts", {}))
     return EvalResult(metrics, run_id)
 
 
-def _log_eval_run(uri: str, config: ExperimentConfig, checkpoint: Path,
+def _log_eval_run(uri: str, config: ExperimentConfig, source: str,
                   metrics: dict[str, float], artifacts: dict[str, Any]) -> str:
     """A new FINISHED run: the config as params, the scores, the task's artifacts."""
     run_id = tracking.start_run(
         uri, config.tracking.experiment, f"eval-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={"task": config.task, "orchestrator.evaluated_checkpoint": str(checkpoint.resolve())},
+        tags={"task": config.task, "orchestrator.evaluated_checkpoint": source},
     )
     client = MlflowClient(uri)
     succeeded = False

@@ -14,7 +14,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Test (or validate) a checkpoint with the experiment config it carries; "
         "overrides change it, e.g. eval.beam_sizes=[1,5,10] or data.path=OTHER_DATASET.",
     )
-    evaluate.add_argument("checkpoint", help="a .ckpt file or a Ray checkpoint folder")
+    evaluate.add_argument(
+        "checkpoint", help="a .ckpt file, a Ray checkpoint folder, or a registered model: "
+        "models:/NAME@ALIAS or models:/NAME/VERSION ($MLFLOW_TRACKING_URI, else ./mlflow.db)")
     evaluate.add_argument(
         "items", nargs="*", metavar="CONFIG|key=value",
         help="overrides of the config the checkpoint carries; a config file replaces it "

@@ -1,4 +1,8 @@
-"""Inference with a trained checkpoint: `generate`, `classify`, `translate`, `caption`."""
+"""Inference with a trained checkpoint: `generate`, `classify`, `translate`, `caption`.
+
+A checkpoint is a .ckpt file, a Ray checkpoint folder, or a registered model of the
+tracking store (`models:/NAME@ALIAS`, `models:/NAME/VERSION`); the flags' defaults are
+those of the registered model's predict params (`registered_model.SERVING`)."""
 
 from __future__ import annotations
 
@@ -8,39 +12,48 @@ from typing import Any
 
 from orchestrator.cli.arguments import positive_float, positive_int, read_stdin, read_text
 from orchestrator.errors import OrchestratorError
+from orchestrator.registered_model import SERVING
+
+CHECKPOINT_HELP = ("a {task}.ckpt file, a Ray checkpoint folder, or a registered model: "
+                   "models:/NAME@ALIAS or models:/NAME/VERSION ($MLFLOW_TRACKING_URI, "
+                   "else ./mlflow.db)")
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     generate = commands.add_parser(
         "generate", parents=[common], help="sample text from a language-model checkpoint"
     )
-    generate.add_argument("checkpoint", help="a .ckpt file or a Ray checkpoint folder")
+    generate.add_argument("checkpoint", help=CHECKPOINT_HELP.format(task="language-model "))
+    sampling = SERVING["language_model"].params
     generate.add_argument("--prompt", default="the ")
-    generate.add_argument("--length", type=positive_int, default=200)
-    generate.add_argument("--temperature", type=positive_float, default=0.8)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--length", type=positive_int, default=sampling["length"])
+    generate.add_argument("--temperature", type=positive_float,
+                          default=sampling["temperature"])
+    generate.add_argument("--seed", type=int, default=sampling["seed"])
     generate.set_defaults(handler=_generate)
 
     classify = commands.add_parser(
         "classify", parents=[common], help="label sentences (one per line on stdin)"
     )
-    classify.add_argument("checkpoint", help="a sentiment .ckpt file or Ray checkpoint folder")
+    classify.add_argument("checkpoint", help=CHECKPOINT_HELP.format(task="sentiment "))
     classify.set_defaults(handler=_classify)
 
     translate = commands.add_parser(
         "translate", parents=[common], help="translate sentences (stdin or --input FILE)"
     )
-    translate.add_argument("checkpoint", help="a translation .ckpt file or Ray checkpoint folder")
-    translate.add_argument("--beam-size", type=positive_int, default=5)
+    translate.add_argument("checkpoint", help=CHECKPOINT_HELP.format(task="translation "))
+    translate.add_argument("--beam-size", type=positive_int,
+                           default=SERVING["translation"].params["beam_size"])
     translate.add_argument("--input", type=Path, help="one sentence a line (default: stdin)")
     translate.set_defaults(handler=_translate)
 
     caption = commands.add_parser(
         "caption", parents=[common], help="caption images or video clips with a checkpoint"
     )
-    caption.add_argument("checkpoint", help="a captioning .ckpt file or Ray checkpoint folder")
+    caption.add_argument("checkpoint", help=CHECKPOINT_HELP.format(task="captioning "))
     caption.add_argument("files", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO")
-    caption.add_argument("--beam-size", type=positive_int, default=3)
+    caption.add_argument("--beam-size", type=positive_int,
+                         default=SERVING["image_captioning"].params["beam_size"])
     caption.set_defaults(handler=_caption)
 
 
@@ -51,11 +64,12 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _load_checkpoint(path: str, *tasks: str) -> Any:
-    """The trained module in `path` (read weights-only), if it is of one of `tasks`."""
-    from orchestrator.run_files import checkpoint_file
+    """The trained module in `path` (a file, a folder or a `models:/` URI; read
+    weights-only), if it is of one of `tasks`."""
+    from orchestrator.registered_model import resolve_checkpoint
     from orchestrator.worker.tasks import load_task_module
 
-    return load_task_module(checkpoint_file(path), tasks)
+    return load_task_module(resolve_checkpoint(path), tasks)
 
 
 def _classify(args: argparse.Namespace) -> int:
