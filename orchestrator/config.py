@@ -249,6 +249,16 @@ class TrackingConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _experiment_names_a_model(self) -> TrackingConfig:
+        # checked before training: the registry refuses such a name only at the run's end
+        if self.register_model and any(character in self.experiment for character in "/:"):
+            raise ValueError(
+                f"tracking.experiment {self.experiment!r} also names the registered model, "
+                "which cannot contain '/' or ':'; rename it or set tracking.register_model=false"
+            )
+        return self
+
 
 class EvalConfig(_Section):
     """Decoding for generating tasks (translation): test BLEU at every beam size."""

@@ -20,13 +20,15 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from orchestrator import tracking
-from orchestrator.config import ExperimentConfig, flatten, load_config, with_overrides
+from orchestrator.config import ExperimentConfig, load_config, with_overrides
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import ensure_dataset, resolve_paths
 from orchestrator.lightning_modules.eval_settings import EvaluatedWithSettings
 from orchestrator.registered_model import resolve_checkpoint
+from orchestrator.run_description import standard_tags, started_by
 from orchestrator.run_files import config_in_checkpoint, read_checkpoint
 from orchestrator.task_metrics import TASK_METRICS
+from orchestrator.task_params import task_params
 
 Split = Literal["val", "test"]
 
@@ -112,12 +114,13 @@ def _log_eval_run(uri: str, config: ExperimentConfig, source: str,
     """A new FINISHED run: the config as params, the scores, the task's artifacts."""
     run_id = tracking.start_run(
         uri, config.tracking.experiment, f"eval-{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={"task": config.task, "orchestrator.evaluated_checkpoint": source},
+        tags={**standard_tags(config, started_by(), tracking.git_commit()),
+              "orchestrator.evaluated_checkpoint": source},
     )
     client = MlflowClient(uri)
     succeeded = False
     try:
-        tracking.log_params(uri, run_id, flatten(config))
+        tracking.log_params(uri, run_id, task_params(config))
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(key, value, now, 0)
                                           for key, value in metrics.items()])

@@ -37,6 +37,7 @@ from orchestrator.inputs import (
     resolve_paths,
 )
 from orchestrator.progress import EpochProgress
+from orchestrator.registered_model import log_best_model
 from orchestrator.resume import (
     DriverHeartbeat,
     ResumePoint,
@@ -138,6 +139,7 @@ def train_in_run(
     after_training(uri, config.ray.storage_path, run_name)
     best = _best_checkpoint_file(result, config)
     client.log_artifact(run_id, str(best), "checkpoint")
+    log_best_model(uri, run_id, config, best)  # a pyfunc, registered under the experiment
     # MLflow holds the last value of every metric, test metrics included.
     metrics = client.get_run(run_id).data.metrics
     return LaunchResult(run_id, uri, metrics, str(best), _samples(client, run_id),
@@ -262,7 +264,10 @@ def summary(result: LaunchResult) -> str:
                   if key.startswith(tuple(f"{stage}_{name}" for name in result.summary_metrics))]
         lines.append(f"{stage}: " + ", ".join(values))
     if result.samples:
-        lines.append(f"sample: {result.samples[0][:120]!r}")
+        # a language model's sample opens with its prompt and settings: show the text
+        sample = result.samples[0]
+        text = sample.split("\n\n")[1] if sample.startswith("prompt: ") else sample
+        lines.append(f"sample: {text[:120]!r}")
     lines += [
         f"MLflow run: {result.run_id}",
         f"checkpoint: {result.checkpoint}",

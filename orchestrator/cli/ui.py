@@ -41,6 +41,8 @@ def _ui(args: argparse.Namespace) -> int:
     page = runs_page(f"http://{args.host}:{args.port}", MlflowClient(uri),
                      config.tracking.experiment)
     print(f"MLflow UI for {uri}: {page} (Ctrl-C stops it)", flush=True)
+    # MLflow's GenAI job runner (a dozen processes) does nothing for training runs
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(sys.executable, command)  # become the UI, so signals reach it directly
     return 0
 
