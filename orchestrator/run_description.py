@@ -48,6 +48,7 @@ def standard_tags(config: ExperimentConfig, command: str, git_commit: str) -> di
         f"- model: {config.model.num_layers}-layer {config.model.cell}, "
         f"hidden {config.model.hidden_size}",
         f"- started with: `{command}`",
+        *_reading_notes(config),
     ])
     return {
         "task": config.task,
@@ -57,6 +58,15 @@ def standard_tags(config: ExperimentConfig, command: str, git_commit: str) -> di
         MLFLOW_GIT_COMMIT: git_commit,
         DESCRIPTION_TAG: description,
     }
+
+
+def _reading_notes(config: ExperimentConfig) -> list[str]:
+    """What a chart alone would mislead about."""
+    smoothing = config.model.label_smoothing
+    if config.task == "translation" and smoothing > 0:
+        return [f"- `train_loss` includes label smoothing ({smoothing:g}), so it sits above "
+                "`val_loss`, which is the plain cross-entropy (log of `val_perplexity`)"]
+    return []
 
 
 def dataset_input(config: ExperimentConfig, manifest: DatasetManifest) -> DatasetInput:

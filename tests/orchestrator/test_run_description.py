@@ -61,3 +61,11 @@ def test_experiments_open_in_the_model_training_view(tmp_path):
     assert page == (f"http://127.0.0.1:5000/#/experiments/{old}/runs"
                     "?workflowType=machine_learning")
     assert runs_page("http://h:1", client, "none-yet") == "http://h:1/"
+
+
+def test_a_label_smoothed_loss_is_explained_where_it_misleads():
+    smoothed = load_config(None, ["task=translation", "model.label_smoothing=0.1"])
+    note = standard_tags(smoothed, "orchestrator launch", "abc")["mlflow.note.content"]
+    assert "label smoothing (0.1)" in note and "val_loss" in note
+    plain = load_config(None, ["task=translation"])
+    assert "label smoothing" not in standard_tags(plain, "x", "abc")["mlflow.note.content"]
