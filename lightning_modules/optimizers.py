@@ -26,9 +26,7 @@ def configure_optimizers(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: decay ** max(0, epoch + 1 - start)
     )
-    # named: LearningRateMonitor logs the rate as `lr`, not after the class (`lr-Adam`)
-    return {"optimizer": optimizer,
-            "lr_scheduler": {"scheduler": schedule, "interval": "epoch", "name": "lr"}}
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
 
 class ApplyOptimSettings(pl.Callback):

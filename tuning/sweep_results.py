@@ -16,7 +16,7 @@ from orchestrator.tuning import mlflow_runs
 from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.tuning.tune_runner import TIME_ATTR, SweepPlan, load_plan
 
-LR_METRIC = "lr"  # LearningRateMonitor's name for the rate (lightning_modules.optimizers)
+LR_METRIC = "lr"  # the rate each epoch trained at (worker.restarts.LogEpochLearningRate)
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SweepResults:
     combinations: pd.DataFrame  # one row per model x evaluation setting, best first
     curves: dict[str, pd.DataFrame]  # trial id -> its per-epoch reports
     grad_norms: dict[str, pd.DataFrame]  # trial id -> step, grad_norm (from MLflow)
-    learning_rates: dict[str, pd.DataFrame]  # trial id -> step, lr (LearningRateMonitor's)
+    learning_rates: dict[str, pd.DataFrame]  # trial id -> step, lr (each epoch's)
     pbt_starts: pd.DataFrame  # PBT: trial, start, from checkpoint, values (one row a start)
 
     @property

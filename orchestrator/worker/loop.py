@@ -19,7 +19,6 @@ import pytorch_lightning as pl
 import ray
 import ray.train
 import torch.distributed as dist
-from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 from ray.train.lightning import (
     RayDDPStrategy,
@@ -39,7 +38,7 @@ from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.undelivered import spill_folder
 from orchestrator.worker.callbacks import ConfigInCheckpoint
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
-from orchestrator.worker.restarts import FollowWorldSize, LogEpochsOnce
+from orchestrator.worker.restarts import FollowWorldSize, LogEpochLearningRate, LogEpochsOnce
 from orchestrator.worker.system_metrics import node_system_metrics
 from orchestrator.worker.tasks import TASKS
 
@@ -161,9 +160,9 @@ def _make_trainer(
         # batch would never join, and the others would wait forever.
         strategy=RayDDPStrategy(broadcast_buffers=False),
         plugins=[RayLightningEnvironment()],
-        # first: the world size sets the rate LearningRateMonitor logs (worker.restarts)
+        # first: the world size sets the rate LogEpochLearningRate logs (worker.restarts)
         callbacks=[FollowWorldSize(config), LogEpochsOnce(), TokenThroughput(),
-                   LearningRateMonitor("epoch"), ApplyOptimSettings(),
+                   LogEpochLearningRate(), ApplyOptimSettings(),
                    *keepers, ConfigInCheckpoint(config),
                    RayTrainReportCallback()],
         logger=logger,

@@ -1,10 +1,10 @@
 """What Lightning needs in a worker group that Ray Train may restart from the last
 checkpoint (a lost worker, an elastic resize): follow the world size it is restarted in,
-and log each epoch to MLflow once.
+log each epoch to MLflow once, and the rate each epoch trained at.
 
-Both go first in the Trainer's callback list, in this order: their epoch-start hooks must
-run before LearningRateMonitor logs the epoch's learning rate, and LogEpochsOnce's
-epoch-end flush sends the world size that FollowWorldSize logs.
+Both go first in the Trainer's callback list, in this order: FollowWorldSize scales the
+rate at the epoch's start, and LogEpochsOnce's epoch-end flush sends the world size that
+FollowWorldSize and the rate that LogEpochLearningRate log.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from orchestrator.worker.elastic import batches_per_rank, lr_scale
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 
 WORLD_SIZE_METRIC = "world_size"
+LR_METRIC = "lr"
 BUFFERING_ENV = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
 HOLD_S = 24 * 3600  # MLflow's async queue drains on a flush, or after this long
 
@@ -62,6 +63,24 @@ class FollowWorldSize(pl.Callback):
         if trainer.global_rank == 0 and trainer.logger is not None:
             trainer.logger.log_metrics({WORLD_SIZE_METRIC: float(trainer.world_size)},
                                        step=max(trainer.global_step - 1, 0))
+
+
+class LogEpochLearningRate(pl.Callback):
+    """The learning rate each epoch trained at, as `lr` (`lr/N` for optimizer N > 0),
+    logged at the epoch's end with the world size. Lightning's LearningRateMonitor logs it
+    at the epoch's start instead: when a lost node interrupts an epoch, the surviving
+    worker's exit can flush what LogEpochsOnce held, and the first attempt's rate then holds
+    the step (ContinuedRunLogger keeps one value per step), not the rate the epoch was
+    trained again at on fewer workers."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # before the epoch's scheduler step, which Lightning takes after this hook
+        if trainer.global_rank != 0 or trainer.logger is None:
+            return
+        rates = {LR_METRIC if index == 0 else f"{LR_METRIC}/{index}":
+                 float(optimizer.param_groups[0]["lr"])
+                 for index, optimizer in enumerate(trainer.optimizers)}
+        trainer.logger.log_metrics(rates, step=max(trainer.global_step - 1, 0))
 
 
 class LogEpochsOnce(pl.Callback):

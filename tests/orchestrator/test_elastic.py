@@ -10,7 +10,6 @@ import mlflow
 import pytest
 import pytorch_lightning as pl
 from mlflow.tracking import MlflowClient
-from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 
 from orchestrator.config import load_config
@@ -24,7 +23,12 @@ from orchestrator.worker.elastic import (
     lr_scale,
     worker_scaling,
 )
-from orchestrator.worker.restarts import WORLD_SIZE_METRIC, FollowWorldSize, LogEpochsOnce
+from orchestrator.worker.restarts import (
+    WORLD_SIZE_METRIC,
+    FollowWorldSize,
+    LogEpochLearningRate,
+    LogEpochsOnce,
+)
 from orchestrator.worker.tasks import TASKS
 from tests.small_runs import STEPS_PER_EPOCH, small_config
 
@@ -110,7 +114,7 @@ def test_one_worker_of_two_trains_twice_the_batches_at_half_the_rate_logged_at_e
     trainer = pl.Trainer(
         max_epochs=1, accelerator="cpu", devices=1, log_every_n_steps=1,
         logger=MLFlowLogger(tracking_uri=store, run_id=run_id, synchronous=False),
-        callbacks=[FollowWorldSize(config), LogEpochsOnce(), LearningRateMonitor("epoch"),
+        callbacks=[FollowWorldSize(config), LogEpochsOnce(), LogEpochLearningRate(),
                    ApplyOptimSettings(), probe],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, use_distributed_sampler=False,

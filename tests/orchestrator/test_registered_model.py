@@ -23,8 +23,6 @@ from orchestrator.config import EvalConfig, OptimConfig, load_config
 from orchestrator.errors import OrchestratorError
 from orchestrator.lightning_modules.captioning import CAPTIONERS
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
-from orchestrator.lightning_modules.language_model import LanguageModelTask
-from orchestrator.lightning_modules.rnn_language_model import RNNLanguageModelConfig
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
 from orchestrator.registered_model import input_example, log_best_model, resolve_checkpoint
 from orchestrator.run_files import CONFIG_KEY
@@ -51,19 +49,6 @@ def store(tmp_path, monkeypatch) -> str:
 @pytest.fixture(scope="module")
 def dates(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
     return dates_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture
-def language_model(tmp_path) -> Path:
-    """An untrained character model's checkpoint, as a Train run writes it."""
-    module = LanguageModelTask(
-        model=settings(RNNLanguageModelConfig, embedding_dim=8, hidden_size=8, num_layers=1),
-        optim=OptimConfig().model_dump(), vocab=["<unk>", "a", "b", " "], level="char",
-    )
-    path = tmp_path / "lm.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                CONFIG_KEY: load_config(None).model_dump()}, path)
-    return path
 
 
 def translate_command(checkpoint: str, sentences: list[str], tmp_path: Path, capsys) -> list[str]:
