@@ -1,7 +1,8 @@
 """What a second Ray Train worker buys: training tokens/s of 2 workers x 1 thread against
 1 worker x 1 thread, on the same data and the same global batch, through `launch`.
 
-    python -m benchmarks.data_parallel [--epochs 4] [--tasks language_model translation]
+    python -m benchmarks.data_parallel [--epochs 4] [--tasks language_model translation
+                                                           translation-multi30k]
 
 Goals (issue #15): >= 1.8 for the language model, >= 1.7 for translation. The 1-worker run
 takes the global batch on one worker; the 2-worker run splits it in halves, so both train
@@ -11,31 +12,46 @@ the same samples per step and per epoch. Tokens/s are TokenThroughput's, summed 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from benchmarks.launching import ROOT, prepare_once
 from benchmarks.lm_throughput import WORK, steady, through_launch
 from benchmarks.results import append_section
 from orchestrator.config import load_config
 from orchestrator.inputs import ensure_dataset, resolve_paths
 
-# the task's sample data and a model of the size the quickstarts train
+# each case: its task, its data folder under WORK, and a model of the size its configs train
 SETTINGS = {
-    "language_model": ["data.sample=grammar", "model.hidden_size=256",
-                       "model.embedding_dim=64"],
-    "translation": ["data.sample=dates", "model.hidden_size=128", "model.embedding_dim=64",
-                    "eval.beam_sizes=[1]", "eval.max_length=16"],
+    "language_model": ("language_model", "grammar", [
+        "data.sample=grammar", "model.hidden_size=256", "model.embedding_dim=64"]),
+    "translation": ("translation", "dates", [
+        "data.sample=dates", "model.hidden_size=128", "model.embedding_dim=64",
+        "eval.beam_sizes=[1]", "eval.max_length=16"]),
+    # configs/multi30k_de_en_cpu.yaml's model; the data from `prepare_multi30k`
+    "translation-multi30k": ("translation", "multi30k", [
+        "model.hidden_size=512", "model.embedding_dim=256", "model.bidirectional=true",
+        "model.attention=general", "eval.beam_sizes=[1]", "eval.val_bleu_batches=2"]),
 }
 STEPS = 60
 
 
-def rates(task: str, workers: int, epochs: int, global_batch: int) -> list[float]:
+def prepare_multi30k(shared: Path) -> None:
+    """Multi30k de-en shards (the same preparation as benchmarks/multi30k.py)."""
+    raw = shared / "multi30k"
+    prepare_once(WORK / "multi30k", "translation", "-s", "de", "-t", "en",
+                 "--train", str(raw / "train"), "--val", str(raw / "val"),
+                 "--test", str(raw / "test_2016_flickr"), "--min-freq", "2")
+
+
+def rates(case: str, workers: int, epochs: int, global_batch: int) -> list[float]:
     """Tokens/s per epoch of `workers` single-thread workers sharing the global batch."""
-    sample = SETTINGS[task][0].split("=")[1]
+    task, folder, settings = SETTINGS[case]
     config = resolve_paths(load_config(None, [
-        f"task={task}", f"data.path={WORK / sample}", *SETTINGS[task],
+        f"task={task}", f"data.path={WORK / folder}", *settings,
         f"data.batch_size={global_batch // workers}", f"train.batches_per_epoch={STEPS}",
         f"train.max_epochs={epochs}", f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
         "ray.max_failures=0", f"tracking.uri=sqlite:///{WORK / 'mlflow.db'}",
-        f"ray.storage_path={WORK / 'runs'}", f"name=bench-dp-{task}-{workers}w",
+        f"ray.storage_path={WORK / 'runs'}", f"name=bench-dp-{case}-{workers}w",
     ]))
     ensure_dataset(config)
     return through_launch(config)
@@ -45,9 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--global-batch", type=int, default=32)
-    parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS))
+    parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
+                        default=["language_model", "translation"])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="where multi30k/ is, for translation-multi30k")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
+    if "translation-multi30k" in args.tasks:
+        prepare_multi30k(args.shared.resolve())
     rows, ratios = [], []
     for task in args.tasks:
         one, two = (rates(task, workers, args.epochs, args.global_batch) for workers in (1, 2))
@@ -60,7 +81,8 @@ def main() -> None:
     notes = (f"2 workers / 1 worker: **{', '.join(ratios)}** (goals: language model >= 1.8, "
              f"translation >= 1.7). 1 thread per worker, global batch {args.global_batch} "
              f"(1 x {args.global_batch} or 2 x {args.global_batch // 2}), {STEPS} steps per epoch, "
-             f"{args.epochs} epochs, the tasks' generated sample data, through `launch` "
+             f"{args.epochs} epochs, the tasks' generated sample data (translation-multi30k: "
+             "Multi30k de-en and configs/multi30k_de_en_cpu.yaml's model), through `launch` "
              "on one local Ray instance.")
     print(append_section("Data-parallel efficiency: 2 Ray workers vs 1", rows, notes))
 
