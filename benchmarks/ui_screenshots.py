@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from orchestrator.cli.ui import MODEL_TRAINING_VIEW
 from tests.servers import free_port, stop_process_group, wait_for_http
 
 
@@ -61,7 +62,7 @@ async def _capture(port: int, url: str, size: tuple[int, int], wait_s: float) ->
 
 def pages(base: str, experiment_id: str, run_id: str, artifacts: list[str]) -> dict[str, str]:
     """Page name -> URL, each in the model-training view (`orchestrator ui` prints that)."""
-    view = "?workflowType=machine_learning"
+    view = MODEL_TRAINING_VIEW
     run = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
     found = {
         "runs_table": f"{base}/#/experiments/{experiment_id}/runs{view}",

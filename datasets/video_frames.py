@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+import torch
+
+from orchestrator.datasets.images import image_tensor, normalise
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 
@@ -56,3 +60,12 @@ def encode_mp4(frames: np.ndarray, fps: int = 8) -> bytes:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         container.mux(stream.encode())
     return buffer.getvalue()
+
+
+def media_tensor(data: bytes | Path, media: dict[str, Any]) -> torch.Tensor:
+    """An encoded image or clip (bytes or a file) -> the tensor a captioner reads, prepared
+    as in training; `media` is the checkpoint's kind, image_size and frames."""
+    if media["kind"] == "video":
+        return normalise(sample_frames(data, media["frames"], media["image_size"]))
+    return image_tensor(data if isinstance(data, bytes) else data.read_bytes(),
+                        media["image_size"])

@@ -3,13 +3,11 @@ strip of evenly spaced frames, encoded as JPEG bytes to inline in HTML."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from PIL import Image
 
-from orchestrator.datasets.images import to_pixels
+from orchestrator.datasets.images import encode_jpg, to_pixels
 
 STRIP_FRAMES = 4  # frames shown side by side for a clip
 THUMBNAIL_SIDE = 160  # pixels: an image's longer side (a clip's frame's) at most
@@ -33,6 +31,4 @@ def thumbnail_jpeg(pixels: torch.Tensor, quality: int = 90) -> bytes:
     if scale < 1.0:
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
                                  Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    return encode_jpg(np.asarray(picture), quality)

@@ -95,19 +95,14 @@ def _media_batch(values: list[Any], media: dict[str, Any]) -> Any:
     in training and as `orchestrator caption` prepares files."""
     import torch
 
-    from orchestrator.datasets.images import image_tensor, normalise
-    from orchestrator.datasets.video_frames import sample_frames
+    from orchestrator.datasets.video_frames import media_tensor
     from orchestrator.errors import OrchestratorError
 
     tensors = []
     for row, value in enumerate(values):
         try:
-            data = bytes(value)  # a JSON request's base64 is decoded by MLflow (binary column)
-            if media["kind"] == "video":
-                tensors.append(normalise(sample_frames(data, media["frames"],
-                                                       media["image_size"])))
-            else:
-                tensors.append(image_tensor(data, media["image_size"]))
+            # a JSON request's base64 is decoded by MLflow (binary column)
+            tensors.append(media_tensor(bytes(value), media))
         except Exception as exc:  # noqa: BLE001 - PIL and PyAV raise many kinds
             raise OrchestratorError(f"row {row} is not a readable {media['kind']} "
                                     f"({' '.join(str(exc).split())[:200]})") from None

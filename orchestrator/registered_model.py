@@ -23,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,11 +80,7 @@ def log_best_model(uri: str, run_id: str, config: ExperimentConfig,
     model_id, location = _log_pyfunc(client, run_id, config, checkpoint)
     if not config.tracking.register_model:
         return None
-    name = config.tracking.experiment
-    if any(character in name for character in "/:"):  # MLflow's rule for model names
-        print(f"the model was not registered: tracking.experiment {name!r} names the "
-              "registered model, and a model name cannot contain '/' or ':'", file=sys.stderr)
-        return None
+    name = config.tracking.experiment  # a valid model name (TrackingConfig checks it)
     version = _new_version(client, name, run_id, (model_id, location), config.task)
     alias = config.tracking.model_alias
     if _better_than_holder(client, name, alias, run_id, config.task):

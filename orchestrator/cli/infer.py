@@ -113,8 +113,8 @@ def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:
     """Files -> the batch tensor the checkpoint's model reads, prepared as in training."""
     import torch
 
-    from orchestrator.datasets.images import IMAGE_SUFFIXES, image_tensor, normalise
-    from orchestrator.datasets.video_frames import VIDEO_SUFFIXES, sample_frames
+    from orchestrator.datasets.images import IMAGE_SUFFIXES
+    from orchestrator.datasets.video_frames import VIDEO_SUFFIXES, media_tensor
 
     suffixes = VIDEO_SUFFIXES if media["kind"] == "video" else tuple(IMAGE_SUFFIXES)
     tensors = []
@@ -123,11 +123,7 @@ def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:
             raise OrchestratorError(f"{path} is not a {media['kind']} ({', '.join(suffixes)}); "
                                     f"the checkpoint is a {media['kind']} captioner")
         try:
-            if media["kind"] == "video":
-                tensors.append(normalise(sample_frames(path, media["frames"],
-                                                       media["image_size"])))
-            else:
-                tensors.append(image_tensor(path.read_bytes(), media["image_size"]))
+            tensors.append(media_tensor(path, media))
         except Exception as exc:  # noqa: BLE001 - PIL and PyAV raise many kinds
             raise OrchestratorError(f"cannot read {path}: {exc}") from None
     return torch.stack(tensors)

@@ -9,6 +9,9 @@ from typing import Any
 
 from orchestrator.cli.arguments import positive_int, split_items
 
+# MLflow 3 opens an experiment in its GenAI (traces) view unless the URL asks for this one
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     ui = commands.add_parser(
@@ -53,4 +56,4 @@ def runs_page(base: str, client: Any, experiment: str) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return f"{base}/"
-    return f"{base}/#/experiments/{found.experiment_id}/runs?workflowType=machine_learning"
+    return f"{base}/#/experiments/{found.experiment_id}/runs{MODEL_TRAINING_VIEW}"
