@@ -20,14 +20,19 @@ VOCAB_FILE = "vocab.json"
 
 
 def split_by_fraction(text: str, val_fraction: float, test_fraction: float) -> dict[str, str]:
-    """Contiguous train/val/test by whole lines: the first part trains, the last tests."""
-    lines = text.splitlines(keepends=True)
-    n_val, n_test = int(len(lines) * val_fraction), int(len(lines) * test_fraction)
-    n_train = len(lines) - n_val - n_test
+    """Contiguous train/val/test by whole lines: the first part trains, the last tests.
+    A text of too few lines to give each asked-for split one (the one-line Markov sample)
+    is cut by characters instead, so no split comes out empty."""
+    units: list[str] = text.splitlines(keepends=True)
+    if any(0 < fraction and int(len(units) * fraction) == 0
+           for fraction in (val_fraction, test_fraction)):
+        units = list(text)
+    n_val, n_test = int(len(units) * val_fraction), int(len(units) * test_fraction)
+    n_train = len(units) - n_val - n_test
     return {
-        "train": "".join(lines[:n_train]),
-        "val": "".join(lines[n_train : n_train + n_val]),
-        "test": "".join(lines[n_train + n_val :]),
+        "train": "".join(units[:n_train]),
+        "val": "".join(units[n_train : n_train + n_val]),
+        "test": "".join(units[n_train + n_val :]),
     }
 
 

@@ -88,12 +88,28 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
     for split in ("train", "val", "test"):
         if split not in manifest.splits:
             raise OrchestratorError(f"data.path {path} has no {split!r} split")
+        if manifest.splits[split].samples == 0:  # its metrics would be NaN, silently
+            raise OrchestratorError(f"data.path {path}: the {split!r} split has no samples "
+                                    f"(its metrics would be NaN); {_how_to_rebuild(config, manifest)}")
     damaged = damaged_files(manifest)
     if damaged:
         raise OrchestratorError(
             f"data.path {path}: {', '.join(damaged)}; {_how_to_rebuild(config, manifest)}"
         )
+    _check_shared_vocabulary(config, manifest)
     return manifest
+
+
+def _check_shared_vocabulary(config: ExperimentConfig, manifest: DatasetManifest) -> None:
+    """One embedding for both languages needs one vocabulary: a joint sentencepiece model."""
+    text = manifest.text or {}
+    joint = text.get("src_model") is not None and text.get("src_model") == text.get("tgt_model")
+    if config.task == "translation" and config.model.share_embeddings and not joint:
+        raise OrchestratorError(
+            f"model.share_embeddings=true needs one vocabulary for both languages, but "
+            f"data.path {config.data.path} has one per language; prepare it with "
+            "`--subword bpe --subword-joint` (or unigram), or set model.share_embeddings=false"
+        )
 
 
 # Room a run needs where it writes: a few checkpoints of a small model, the MLflow store's

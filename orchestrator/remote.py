@@ -1,13 +1,17 @@
 """`orchestrator launch --address http://HOST:8265 | ray://HOST:10001`: a run on a remote cluster.
 
 http(s): the run is submitted through the Ray Jobs API as `orchestrator launch` on the
-cluster, with this project shipped as a built wheel (runtime_env `py_modules`) and the
+cluster, with this project's package shipped in the runtime_env (`py_modules`) and the
 config as the job's working_dir; its logs stream here and its status is the exit code.
-ray://: this process drives the run through Ray Client, with the same wheel.
+ray://: this process drives the run through Ray Client, with the same package.
 
-Why a wheel and not the checkout: pyproject mounts the sibling folders datasets/,
-lightning_modules/ and tuning/ under `orchestrator.`; the wheel holds exactly that package,
-as pip installs it, and none of the checkout's data, runs or links.
+What is shipped is the `orchestrator` package unpacked from a wheel built from the checkout:
+pyproject mounts the sibling folders datasets/, lightning_modules/ and tuning/ under
+`orchestrator.`, and the wheel holds exactly that package, as pip installs it, and none of
+the checkout's data, runs or links. It travels as a folder, not as the wheel: Ray installs a
+wheel with pip, dependencies and all, so every job would download and install torch, Ray and
+MLflow (gigabytes, minutes) beside the cluster's own. The dependencies are the cluster's
+(the k8s image installs them).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +101,7 @@ def launch_with_client(config: ExperimentConfig, address: str) -> int:
     from orchestrator.launch import launch, summary
 
     config = _config_for_job(config)
-    with tempfile.TemporaryDirectory(prefix="orchestrator-wheel-") as folder:
+    with tempfile.TemporaryDirectory(prefix="orchestrator-package-") as folder:
         ray.init(address=address, runtime_env=_runtime_env(None, Path(folder)))
         try:
             print(summary(launch(config)))
@@ -135,10 +140,19 @@ def _connect(client_class: type, address: str):
 
 
 def _runtime_env(workdir: Path | None, scratch: Path) -> dict:
-    env: dict = {"py_modules": [str(build_wheel(scratch))]}
+    env: dict = {"py_modules": [str(package_folder(scratch))]}
     if workdir is not None:
         env["working_dir"] = str(workdir)
     return env
+
+
+def package_folder(out: Path) -> Path:
+    """The `orchestrator` package as pip installs it, unpacked from this checkout's wheel
+    (our own archive, just built) into `out`."""
+    unpacked = out / "package"
+    with zipfile.ZipFile(build_wheel(out)) as wheel:
+        wheel.extractall(unpacked)
+    return unpacked / "orchestrator"
 
 
 def build_wheel(out: Path) -> Path:

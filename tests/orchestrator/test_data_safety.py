@@ -233,3 +233,20 @@ def test_an_old_manifest_without_sizes_is_still_checked_by_checksum(dataset, tmp
     truncate(dataset / "train-000000.tar")
     with pytest.raises(OrchestratorError, match="train-000000.tar .*sha256"):
         ensure_dataset(small_config(dataset, tmp_path))
+
+
+def test_a_one_line_corpus_is_split_by_characters_so_no_split_is_empty():
+    """The Markov sample is one line: split by lines, val and test came out empty."""
+    splits = split_by_fraction(markov_text(1_000, seed=4), 0.05, 0.05)
+    assert {name: len(text) for name, text in splits.items()} == {
+        "train": 900, "val": 50, "test": 50}
+    by_lines = split_by_fraction("one\ntwo\nthree\nfour\n", 0.25, 0.25)
+    assert by_lines == {"train": "one\ntwo\n", "val": "three\n", "test": "four\n"}
+
+
+def test_a_dataset_with_an_empty_split_is_refused_before_anything_starts(tmp_path, capsys):
+    splits = {"train": markov_text(3_000, seed=1), "val": "", "test": markov_text(500, seed=2)}
+    prepare_text(splits, tmp_path / "empty-val", sample_tokens=97, show_progress=False)
+    config = small_config(tmp_path / "empty-val", tmp_path)
+    with pytest.raises(OrchestratorError, match="the 'val' split has no samples"):
+        ensure_dataset(config)
