@@ -111,6 +111,8 @@ def test_a_job_carries_no_credential_and_logs_with_the_clusters(
     assert "MLflow credentials are not sent with the job" in out.stdout
     job = submitted_job(address, auth, "remote-auth")
     assert job["runtime_env"] and ADMIN_PASSWORD not in json.dumps(job)
+    # the package travels as a folder: Ray would pip-install a wheel with all its dependencies
+    assert not any(module.endswith(".whl") for module in job["runtime_env"]["py_modules"])
     assert "MLFLOW_TRACKING" not in json.dumps(job)
     for name, value in MLFLOW_LOGIN.items():  # this test reads the run with the login
         monkeypatch.setenv(name, value)
