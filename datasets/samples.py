@@ -8,6 +8,7 @@ folder that a later run could take for a whole dataset.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,9 +56,12 @@ def _write_text_sample(corpus: Callable[..., str]) -> Writer:
     return write
 
 
-def _write_dates_sample(path: Path, seed: int) -> DatasetManifest:
+def _write_dates_sample(path: Path, seed: int, subword_joint: bool = False) -> DatasetManifest:
     pairs = date_pairs(5000, seed=seed)
     splits = {"train": pairs[:4400], "val": pairs[4400:4700], "test": pairs[4700:]}
+    if subword_joint:  # one 400-piece BPE vocabulary for both sides (byte pieces included)
+        return prepare_translation(splits, path, "en", "en", samples_per_shard=1000,
+                                   subword="bpe", subword_vocab_size=400, subword_joint=True)
     return prepare_translation(splits, path, "en", "en", min_freq=1, samples_per_shard=1000)
 
 
@@ -97,6 +101,7 @@ SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
         "markov": _write_text_sample(markov_text),
         "first_word": _write_first_word_sample,
         "dates": _write_dates_sample,
+        "dates_bpe": functools.partial(_write_dates_sample, subword_joint=True),
         "shapes": _write_shapes_sample,
         "moving_shapes": _write_moving_shapes_sample,
     }.items()

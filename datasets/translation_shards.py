@@ -45,10 +45,12 @@ def prepare_translation(
     show_progress: bool = True,
     subword: str | None = None,
     subword_vocab_size: int = 8000,
+    subword_joint: bool = False,
 ) -> DatasetManifest:
     """Shards, both vocabularies and `dataset.json`. Words are Moses tokens (vocabulary by
     `min_freq`/`max_vocab`), or with `subword` ("bpe" or "unigram") sentencepiece pieces
-    of a model trained per side on the training text."""
+    of a model trained per side on the training text, or with `subword_joint` one model
+    trained on both sides (one vocabulary, which `model.share_embeddings` needs)."""
     if "train" not in splits:
         raise ValueError("a translation dataset needs a 'train' split")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ def prepare_translation(
                                  show_progress)
     else:
         files += _write_subword_models(splits["train"], out_dir, text, subword,
-                                       subword_vocab_size)
+                                       subword_vocab_size, subword_joint)
     infos = {
         name: _write_split(name, rows, out_dir, samples_per_shard, show_progress)
         for name, rows in splits.items()
@@ -89,20 +91,30 @@ def _write_word_vocabularies(
 
 
 def _write_subword_models(
-    train: list[Pair], out_dir: Path, text: dict[str, str], model_type: str, vocab_size: int
+    train: list[Pair], out_dir: Path, text: dict[str, str], model_type: str, vocab_size: int,
+    joint: bool,
 ) -> list[str]:
-    """Train one sentencepiece model per side; its pieces are that side's vocabulary."""
+    """Train one sentencepiece model per side, or one on both sides (`joint`, written once
+    and named by both); a side's vocabulary is its model's pieces."""
     lowercase = text["lowercase"] == "true"
-    written = []
-    for side, vocab_name, column in (("src", SOURCE_VOCAB, 0), ("tgt", TARGET_VOCAB, 1)):
-        sentences = [pair[column].lower() if lowercase else pair[column] for pair in train]
-        model = train_sentencepiece(sentences, model_type, vocab_size)
-        model_name = f"{side}.spm.model"
-        (out_dir / model_name).write_bytes(model)
-        text[f"{side}_model"] = model_name
-        Tokenizer("word", SentencePieceText(model).pieces()).save(out_dir / vocab_name)
-        written.append(model_name)
-    return written
+
+    def sentences(columns: tuple[int, ...]) -> list[str]:
+        return [pair[c].lower() if lowercase else pair[c] for pair in train for c in columns]
+
+    if joint:
+        models = {"joint": train_sentencepiece(sentences((0, 1)), model_type, vocab_size)}
+        names = {"src": "joint", "tgt": "joint"}
+    else:
+        models = {side: train_sentencepiece(sentences((column,)), model_type, vocab_size)
+                  for side, column in (("src", 0), ("tgt", 1))}
+        names = {"src": "src", "tgt": "tgt"}
+    for name, model in models.items():
+        (out_dir / f"{name}.spm.model").write_bytes(model)
+    for side, vocab_name in (("src", SOURCE_VOCAB), ("tgt", TARGET_VOCAB)):
+        text[f"{side}_model"] = f"{names[side]}.spm.model"
+        pieces = SentencePieceText(models[names[side]]).pieces()
+        Tokenizer("word", pieces).save(out_dir / vocab_name)
+    return [f"{name}.spm.model" for name in models]
 
 
 def _write_split(

@@ -24,6 +24,9 @@ class EvalSettings:
     ban_unk: bool  # never write the unknown-word token
     val_bleu_batches: int  # validation batches decoded (greedy) each epoch
     meteor: bool  # captioning: also METEOR (needs Java)
+    # translation: each <unk> becomes the most-attended source token; a default, so that
+    # checkpoints saved before it load
+    replace_unk: bool = False
 
 
 class EvaluatedWithSettings:

@@ -42,6 +42,9 @@ class Seq2SeqConfig:
     # torch's, which learn far slower: Multi30k val BLEU after one epoch 10.8 against 23.8
     # (benchmarks/RESULTS.md).
     init_range: float | None
+    # One embedding for source and target tokens (a joint vocabulary); a default, so that
+    # checkpoints saved before it load.
+    share_embeddings: bool = False
 
 
 class Seq2Seq(nn.Module):
@@ -53,7 +56,9 @@ class Seq2Seq(nn.Module):
         self.encoder = make_rnn(config.cell, config.embedding_dim, per_direction,
                                 config.num_layers, config.dropout, config.bidirectional)
         self.bridge = nn.Linear(config.hidden_size, config.hidden_size)
-        self.target_embedding = nn.Embedding(config.target_vocab_size, config.embedding_dim)
+        self.target_embedding = (
+            self.source_embedding if config.share_embeddings
+            else nn.Embedding(config.target_vocab_size, config.embedding_dim))
         decoder_input = config.embedding_dim + (config.hidden_size if config.input_feeding else 0)
         self.decoder = make_rnn(config.cell, decoder_input, config.hidden_size,
                                 config.num_layers, config.dropout)

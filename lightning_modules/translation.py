@@ -22,6 +22,7 @@ from orchestrator.lightning_modules.html_pages import PAGE_ROWS, PageHeader, Pag
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric, sentence_bleu
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.task_module import TaskModule
+from orchestrator.lightning_modules.unk_replacement import replace_unknown
 
 ATTENTION_EXAMPLES = 4  # test sentences drawn as attention heatmaps: the longest that fit
 ATTENTION_MAX_TOKENS = 40  # source tokens at most in a heatmap, so its cells stay readable
@@ -47,6 +48,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
         self.label_smoothing = label_smoothing
+        if model.get("share_embeddings") and source_vocab != target_vocab:
+            raise ValueError("model.share_embeddings needs one vocabulary for both languages")
         self.model = Seq2Seq(Seq2SeqConfig(len(source_vocab), len(target_vocab), **model))
         self.source_vocab = Tokenizer("word", source_vocab)
         self.target_vocab = Tokenizer("word", target_vocab)
@@ -70,7 +73,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
         self.val_perplexity.update(logits, batch["tgt_out"])
         if batch_idx < self.eval_settings.val_bleu_batches:
-            hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size=1)
+            hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size=1,
+                                              sources=batch["sources"])
             self._outputs.setdefault("val", []).extend(
                 zip(batch["sources"], hypotheses, batch["references"], strict=True))
 
@@ -84,7 +88,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
 
     def test_step(self, batch: TranslationBatch, batch_idx: int) -> None:
         for beam_size in self.eval_settings.beam_sizes:
-            hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size)
+            hypotheses = self.translate_batch(batch["src"], batch["src_lengths"], beam_size,
+                                              sources=batch["sources"])
             self._outputs.setdefault(f"beam{beam_size}", []).extend(
                 zip(batch["sources"], hypotheses, batch["references"], strict=True)
             )
@@ -117,17 +122,21 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
     # decoding ---------------------------------------------------------------------------
     @torch.no_grad()
     def translate_batch(
-        self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int
+        self, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int,
+        sources: list[str] | None = None,
     ) -> list[str]:
-        """Detokenised best translations of a padded batch of source ids."""
-        return [self._detokenize(h.tokens) for h in self._search(src, src_lengths, beam_size)]
+        """Detokenised best translations of a padded batch of source ids; with the raw
+        `sources`, `eval.replace_unk` can copy source words."""
+        found = self._search(src, src_lengths, beam_size)
+        return [self._detokenize(hypothesis, source) for hypothesis, source in
+                zip(found, sources or [None] * len(found), strict=True)]
 
     def translate(self, sentences: list[str], beam_size: int) -> list[str]:
         """Raw source sentences -> detokenised translations."""
         ids = [self.source_vocab.encode(self.source_text.tokenize(s)) or [0] for s in sentences]
         src, lengths = self._padded(ids)
         self.model.eval()
-        return self.translate_batch(src, lengths, beam_size)
+        return self.translate_batch(src, lengths, beam_size, sentences)
 
     def _padded(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Source id lists -> a padded batch and its lengths, on the module's device."""
@@ -142,8 +151,17 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         return decoding.best_hypotheses(self.model, state, src.size(0), self.eval_settings,
                                         self.target_vocab, beam_size, src_lengths, src.device)
 
-    def _detokenize(self, ids: list[int]) -> str:
-        return self.target_text.detokenize([self.target_vocab.tokens[i] for i in ids])
+    def _detokenize(self, hypothesis: decoding.Hypothesis, source: str | None) -> str:
+        return self.target_text.detokenize(self._output_tokens(hypothesis, source))
+
+    def _output_tokens(self, hypothesis: decoding.Hypothesis, source: str | None) -> list[str]:
+        """The hypothesis as target tokens, each <unk> copied from `source` under
+        `eval.replace_unk` (the source's tokens are those its ids were looked up for)."""
+        tokens = [self.target_vocab.tokens[i] for i in hypothesis.tokens]
+        if self.eval_settings.replace_unk and source is not None:
+            source_tokens = self.source_text.tokenize(source).split()
+            tokens = replace_unknown(tokens, hypothesis.attention, source_tokens)
+        return tokens
 
     # artifacts --------------------------------------------------------------------------
     def _make_artifacts(self, by_beam: ByBeam, signature: str) -> None:
@@ -177,8 +195,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
             if hypothesis.attention is None:
                 continue
             tokens = [self.source_vocab.tokens[i] for i in ids]
-            output = [self.target_vocab.tokens[i] for i in hypothesis.tokens] + [EOS]
-            title = sentence_title(source, self._detokenize(hypothesis.tokens),
+            output = self._output_tokens(hypothesis, source) + [EOS]
+            title = sentence_title(source, self._detokenize(hypothesis, source),
                                    f"(test sentence, beam {beam}, {len(tokens)} source tokens)")
             self.artifacts[f"attention/sentence_{number}.png"] = attention_heatmap(
                 hypothesis.attention[: len(output), : len(tokens)].cpu(), tokens, output, title)

@@ -22,11 +22,13 @@ TaskName = Literal["language_model", "sentiment", "translation", "image_captioni
 # Image encoders defined in the project (orchestrator/lightning_modules/image_encoders.py).
 PACKAGED_WEIGHTS = "packaged"  # model.encoder_weights: the weights a package ships
 IMAGE_ENCODERS = ("small_cnn", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
-SampleName = Literal["grammar", "markov", "first_word", "dates", "shapes", "moving_shapes"]
+SampleName = Literal["grammar", "markov", "first_word", "dates", "dates_bpe", "shapes",
+                     "moving_shapes"]
 # The task each built-in sample dataset is for, and each task's default sample.
 SAMPLE_TASKS: dict[str, str] = {
     "grammar": "language_model", "markov": "language_model", "first_word": "sentiment",
-    "dates": "translation", "shapes": "image_captioning", "moving_shapes": "video_captioning",
+    "dates": "translation", "dates_bpe": "translation", "shapes": "image_captioning",
+    "moving_shapes": "video_captioning",
 }
 DEFAULT_SAMPLES: dict[str, str] = {
     "language_model": "grammar", "sentiment": "first_word", "translation": "dates",
@@ -51,6 +53,9 @@ class ModelConfig(_Section):
     # language_model: share the input embedding with the output projection (Press & Wolf
     # 2017); needs embedding_dim == hidden_size.
     tie_weights: bool = False
+    # translation: one embedding matrix for source and target words (fairseq's
+    # --share-all-embeddings); needs a dataset prepared with --subword-joint.
+    share_embeddings: bool = False
     # language_model, translation: uniform init in [-init_range, init_range] (Zaremba et al.
     # and OpenNMT use 0.1);
     # null keeps torch's.
@@ -273,6 +278,10 @@ class EvalConfig(_Section):
     # Never output the unknown-word token (OpenNMT's ban_unk_token): an <unk> matches no
     # reference word, the next-best real word may. (Checkpoints from before it: off.)
     ban_unk: bool = False
+    # translation with a word vocabulary (OpenNMT's replace_unk): each <unk> in the output
+    # becomes the source token the decoder attended to most, which for names and numbers is
+    # the right word.
+    replace_unk: bool = False
     # Validation BLEU (captioning: every caption score) is computed on this many batches
     # each epoch (greedy decoding).
     val_bleu_batches: int = Field(10, ge=1)
@@ -283,6 +292,13 @@ class EvalConfig(_Section):
     def _positive_beams(self) -> EvalConfig:
         if any(size < 1 for size in self.beam_sizes):
             raise ValueError(f"eval.beam_sizes must be positive (got {self.beam_sizes})")
+        return self
+
+    @model_validator(mode="after")
+    def _unk_banned_or_replaced(self) -> EvalConfig:
+        if self.ban_unk and self.replace_unk:
+            raise ValueError("eval.replace_unk=true needs eval.ban_unk=false: a banned <unk> "
+                             "is never written, so there would be nothing to replace")
         return self
 
 
@@ -318,6 +334,9 @@ class ExperimentConfig(_Section):
         if self.task == "language_model" and self.model.bidirectional:
             raise ValueError("model.bidirectional=true cannot predict the next token; "
                              "it is for task sentiment")
+        if self.eval.replace_unk and self.task != "translation":
+            raise ValueError("eval.replace_unk=true copies source words, so it is for task "
+                             f"translation (got task {self.task})")
         if self.train.precision == "16-mixed" and not self.ray.use_gpu:
             raise ValueError("train.precision=16-mixed needs a GPU (ray.use_gpu=true); "
                              "on CPUs use 32 or bf16-mixed")

@@ -89,8 +89,9 @@ def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:
         if split not in manifest.splits:
             raise OrchestratorError(f"data.path {path} has no {split!r} split")
         if manifest.splits[split].samples == 0:  # its metrics would be NaN, silently
-            raise OrchestratorError(f"data.path {path}: the {split!r} split has no samples "
-                                    f"(its metrics would be NaN); {_how_to_rebuild(config, manifest)}")
+            raise OrchestratorError(
+                f"data.path {path}: the {split!r} split has no samples (its metrics would "
+                f"be NaN); {_how_to_rebuild(config, manifest)}")
     damaged = damaged_files(manifest)
     if damaged:
         raise OrchestratorError(

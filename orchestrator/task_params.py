@@ -21,6 +21,7 @@ DECODING = ("translation", *CAPTIONING)
 TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "model.tie_weights": ("language_model", "translation"),
     "model.init_range": ("language_model", "translation"),
+    "model.share_embeddings": ("translation",),
     "model.bidirectional": ("sentiment", "translation"),
     "model.pooling": ("sentiment",),
     "model.attention": DECODING,
@@ -39,6 +40,7 @@ TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "data.image_size": CAPTIONING,
     "data.frames": ("video_captioning",),
     "eval.meteor": CAPTIONING,
+    "eval.replace_unk": ("translation",),
     "eval.": DECODING,
     "generate.prompts": ("language_model", "translation", "sentiment"),
     "generate.": ("language_model",),

@@ -103,6 +103,9 @@ def _register_translation(kinds: Any, common: argparse.ArgumentParser) -> None:
     parallel.add_argument("--subword", choices=["bpe", "unigram"],
                           help="sentencepiece subwords instead of Moses words")
     parallel.add_argument("--subword-vocab-size", type=positive_int, default=8000)
+    parallel.add_argument("--subword-joint", action="store_true",
+                          help="one sentencepiece model for both languages: one vocabulary, "
+                          "which model.share_embeddings needs")
     parallel.set_defaults(handler=_prepare_translation)
 
 
@@ -278,6 +281,8 @@ def _prepare_classification(args: argparse.Namespace) -> int:
 def _prepare_translation(args: argparse.Namespace) -> int:
     from orchestrator.datasets.translation_shards import prepare_translation, read_parallel
 
+    if args.subword_joint and args.subword is None:
+        raise OrchestratorError("--subword-joint needs --subword bpe or --subword unigram")
     prefixes = {"train": args.train, "val": args.val, "test": args.test}
     splits = {}
     for name, prefix in prefixes.items():
@@ -295,7 +300,7 @@ def _prepare_translation(args: argparse.Namespace) -> int:
     manifest = _build(args, lambda folder: prepare_translation(
         splits, folder, args.source_lang, args.target_lang, args.lowercase, args.min_freq,
         args.max_vocab, args.samples_per_shard, subword=args.subword,
-        subword_vocab_size=args.subword_vocab_size,
+        subword_vocab_size=args.subword_vocab_size, subword_joint=args.subword_joint,
     ))
     for name, info in manifest.splits.items():
         print(f"{name}: {info.samples} sentence pairs, {len(info.shards)} shards")

@@ -39,7 +39,8 @@ TINY = {
 def tiny_overrides(config_path: Path | None, workdir: Path, samples: Path) -> dict[str, Any]:
     """The shipped file's settings, shrunk, on its task's sample data, tracked in workdir."""
     config = load_config(str(config_path) if config_path else None, [])
-    sample = DEFAULT_SAMPLES[config.task]
+    # one embedding for both languages needs the sample with one (joint) vocabulary
+    sample = "dates_bpe" if config.model.share_embeddings else DEFAULT_SAMPLES[config.task]
     values = dict(TINY)
     if config.model.encoder_weights not in (None, "packaged"):  # a user's own weights file
         values |= {"model.encoder_weights": None, "model.freeze_encoder": False}

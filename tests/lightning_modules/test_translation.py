@@ -171,12 +171,30 @@ def test_ban_unk_keeps_an_unk_loving_model_from_writing_it(trained, dates):
         task.set_eval_settings(ban_unk=False)
 
 
+def test_replace_unk_copies_the_year_an_unk_loving_model_attends_to(trained, dates):
+    """Every output token is <unk>, so every word written is a copied source word; the
+    first, the year, is written while attending to the source's year (the model learned
+    to), as long as the decoder has not yet been fed an <unk>."""
+    task = copy.deepcopy(trained[0])
+    with torch.no_grad():
+        task.model.output.bias[task.target_vocab.unk_id] += 50.0
+    task.set_eval_settings(replace_unk=True)
+    sources = (dates / "test.src").read_text().splitlines()[:20]
+    for beam_size in (1, 3):
+        translations = task.translate(sources, beam_size)
+        assert not any("<unk>" in line for line in translations)
+        for source, translation in zip(sources, translations, strict=True):
+            assert set(translation.split()) <= set(source.split()), (source, translation)
+        years = [t.split()[0] == s.split()[-1] for s, t in zip(sources, translations, strict=True)]
+        assert sum(years) >= 16, list(zip(sources, translations, strict=True))
+
+
 @pytest.mark.parametrize("subword", ["bpe", "unigram"])
 def test_sentencepiece_pieces_round_trip_to_the_references(dates, subword, tmp_path):
     out = tmp_path / subword
     assert main(["data", "prepare", "translation", "-s", "src", "-t", "tgt",
                  "--train", str(dates / "train"), "--val", str(dates / "val"),
-                 "--out", str(out), "--subword", subword, "--subword-vocab-size", "60"]) == 0
+                 "--out", str(out), "--subword", subword, "--subword-vocab-size", "400"]) == 0
     datamodule = TranslationDataModule(str(out), batch_size=16, num_workers=0)
     assert datamodule.manifest.text["tokenizer"] == "sentencepiece"
     assert datamodule.target_vocab.tokens[:4] == ["<unk>", "<eos>", "<pad>", "<bos>"]
@@ -185,6 +203,41 @@ def test_sentencepiece_pieces_round_trip_to_the_references(dates, subword, tmp_p
         ids = [i for i in row.tolist() if i != IGNORE_INDEX][:-1]  # drop <eos>
         pieces = [datamodule.target_vocab.tokens[i] for i in ids]
         assert datamodule.target_text.detokenize(pieces) == reference
+
+
+def test_joint_pieces_keep_every_character_of_unseen_names_and_share_one_embedding(
+        dates, tmp_path):
+    """Byte fallback spells characters the training text never held (the dates corpus has
+    no capitals, umlauts or Polish letters) as bytes, so nothing becomes <unk>."""
+    out = tmp_path / "joint"
+    assert main(["data", "prepare", "translation", "-s", "src", "-t", "tgt",
+                 "--train", str(dates / "train"), "--val", str(dates / "val"),
+                 "--out", str(out), "--subword", "bpe", "--subword-vocab-size", "400",
+                 "--subword-joint"]) == 0
+    assert [path.name for path in out.glob("*.spm.model")] == ["joint.spm.model"]
+    datamodule = TranslationDataModule(str(out), batch_size=16, num_workers=0)
+    vocab = datamodule.source_vocab
+    assert vocab.tokens == datamodule.target_vocab.tokens
+    sentence = "Zoë Ångström und Jürgen Weiß grüßen Łódź am 5 März 2047."
+    for text in (datamodule.source_text, datamodule.target_text):
+        pieces = text.tokenize(sentence).split()
+        assert vocab.unk_id not in vocab.encode(" ".join(pieces))
+        assert text.detokenize(pieces) == sentence
+    task = TranslationTask(
+        model=settings(Seq2SeqConfig, cell="gru", embedding_dim=8, hidden_size=16,
+                       share_embeddings=True),
+        optim=OPTIM, eval_settings=SEARCH, label_smoothing=0.0, source_vocab=vocab.tokens,
+        target_vocab=vocab.tokens, text=datamodule.manifest.text,
+        text_models=datamodule.text_models)
+    assert task.model.source_embedding is task.model.target_embedding
+
+
+def test_shared_embeddings_refuse_a_dataset_with_two_vocabularies(dates, capsys):
+    assert main(["launch", "task=translation", f"data.path={dates / 'shards'}",
+                 "data.sample=null", "model.share_embeddings=true"]) == 2
+    err = capsys.readouterr().err
+    assert "model.share_embeddings=true" in err and "--subword-joint" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_init_range_bounds_every_weight_and_the_memory_is_the_encoder_output():
