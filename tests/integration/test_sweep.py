@@ -257,7 +257,7 @@ def _finished_children(tracking_db: Path, parent_run_id: str) -> int:
     return len(mlflow_runs.children(client, parent_run_id, "attributes.status = 'FINISHED'"))
 
 
-TRIALS = 3
+TRIALS = 2
 
 
 @pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
@@ -266,7 +266,7 @@ def test_interrupted_sweep_resumes_with_every_trial_done_once(tmp_path, markov_d
     path = write_sweep(
         tmp_path, "markov-resume",
         markov_lm(markov_dataset, epochs=2, batches=10),
-        {"model.cell": {"grid": ["rnn", "gru", "lstm"]}, "optim.clip": {"grid": [0.5]}},
+        {"model.cell": {"grid": ["rnn", "gru"]}, "optim.clip": {"grid": [0.5]}},
         scheduler={"name": "none"}, max_concurrent_trials=1,
     )
     command = [sys.executable, "-m", "orchestrator.cli", "sweep", str(path)]
