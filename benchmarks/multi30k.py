@@ -2,7 +2,7 @@
 at beam 1 and 5 (sacrebleu), wall time; then decode time of test2016 (1000 sentences),
 batched beam 5 against batched greedy, from the best checkpoint.
 
-    python -m benchmarks.multi30k [--shared ../shared/data] [key=value ...]
+    python -m benchmarks.multi30k [--shared ../shared/data] [--config FILE] [key=value ...]
     python -m benchmarks.multi30k --decode-only CHECKPOINT   # decode timing alone
 """
 
@@ -19,6 +19,13 @@ from benchmarks.launching import ROOT, TRACKING_URI, WORK, launch, prepare_once
 from benchmarks.results import append_section
 from orchestrator.worker.tasks import load_task_module
 
+# Each shipped Multi30k CPU config, with the dataset folder under benchmarks/work and the
+# `data prepare translation` arguments its header gives.
+CONFIG_DATA = {
+    "configs/multi30k_de_en_cpu.yaml": ("multi30k", ["--min-freq", "2"]),
+    "configs/multi30k_de_en_bpe_cpu.yaml": (
+        "multi30k-bpe", ["--subword", "bpe", "--subword-vocab-size", "6000", "--subword-joint"]),
+}
 
 def decode_times(checkpoint: Path, sources: list[str]) -> dict[int, float]:
     torch.set_num_threads(2)
@@ -35,6 +42,7 @@ def decode_times(checkpoint: Path, sources: list[str]) -> dict[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--config", choices=CONFIG_DATA, default=next(iter(CONFIG_DATA)))
     parser.add_argument("--decode-only", type=Path, metavar="CHECKPOINT",
                         help="only time test2016 decoding with this checkpoint (no training)")
     parser.add_argument("overrides", nargs="*")
@@ -43,11 +51,12 @@ def main() -> None:
     if args.decode_only:
         decode_section(args.decode_only, (raw / "test_2016_flickr.de").read_text().splitlines())
         return
-    data = WORK / "multi30k"
+    folder, prepare_arguments = CONFIG_DATA[args.config]
+    data = WORK / folder
     prepare_once(data, "translation", "-s", "de", "-t", "en", "--train", str(raw / "train"),
                  "--val", str(raw / "val"), "--test", str(raw / "test_2016_flickr"),
-                 "--min-freq", "2")
-    run = launch("configs/multi30k_de_en_cpu.yaml", f"data.path={data}", *args.overrides)
+                 *prepare_arguments)
+    run = launch(args.config, f"data.path={data}", *args.overrides)
     client = MlflowClient(TRACKING_URI)
     checkpoint = Path(client.download_artifacts(run.run_id, "checkpoint/checkpoint.ckpt",
                                                 str(WORK)))
@@ -64,7 +73,7 @@ def main() -> None:
         "beam5 / greedy": round(times[5] / times[1], 2),
         "MLflow run": run.run_id[:8],
     }]
-    notes = ("configs/multi30k_de_en_cpu.yaml"
+    notes = (args.config
              + (f" with {' '.join(args.overrides)}" if args.overrides else "")
              + "; BLEU is sacrebleu corpus BLEU (13a, cased) of detokenised output against "
              "the raw references, on the best validation epoch's weights. Anchors: "
