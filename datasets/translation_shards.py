@@ -101,19 +101,15 @@ def _write_subword_models(
     def sentences(columns: tuple[int, ...]) -> list[str]:
         return [pair[c].lower() if lowercase else pair[c] for pair in train for c in columns]
 
-    if joint:
-        models = {"joint": train_sentencepiece(sentences((0, 1)), model_type, vocab_size)}
-        names = {"src": "joint", "tgt": "joint"}
-    else:
-        models = {side: train_sentencepiece(sentences((column,)), model_type, vocab_size)
-                  for side, column in (("src", 0), ("tgt", 1))}
-        names = {"src": "src", "tgt": "tgt"}
+    columns = {"joint": (0, 1)} if joint else {"src": (0,), "tgt": (1,)}
+    models = {name: train_sentencepiece(sentences(of), model_type, vocab_size)
+              for name, of in columns.items()}
     for name, model in models.items():
         (out_dir / f"{name}.spm.model").write_bytes(model)
     for side, vocab_name in (("src", SOURCE_VOCAB), ("tgt", TARGET_VOCAB)):
-        text[f"{side}_model"] = f"{names[side]}.spm.model"
-        pieces = SentencePieceText(models[names[side]]).pieces()
-        Tokenizer("word", pieces).save(out_dir / vocab_name)
+        name = "joint" if joint else side
+        text[f"{side}_model"] = f"{name}.spm.model"
+        Tokenizer("word", SentencePieceText(models[name]).pieces()).save(out_dir / vocab_name)
     return [f"{name}.spm.model" for name in models]
 
 

@@ -158,7 +158,9 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         """The hypothesis as target tokens, each <unk> copied from `source` under
         `eval.replace_unk` (the source's tokens are those its ids were looked up for)."""
         tokens = [self.target_vocab.tokens[i] for i in hypothesis.tokens]
-        if self.eval_settings.replace_unk and source is not None:
+        # the source is tokenised again only for an output that holds an <unk>
+        if (self.eval_settings.replace_unk and source is not None
+                and self.target_vocab.unk_id in hypothesis.tokens):
             source_tokens = self.source_text.tokenize(source).split()
             tokens = replace_unknown(tokens, hypothesis.attention, source_tokens)
         return tokens

@@ -20,7 +20,7 @@ def replace_unknown(
     """`tokens` with each UNK replaced by the most-attended of `source_tokens`; attention
     (len(tokens) + 1, S) holds, in row i, the weights the decoder used to write token i.
     Without attention or source tokens nothing can be copied and the tokens stay."""
-    if attention is None or not source_tokens or UNK not in tokens:
+    if attention is None or not source_tokens:
         return tokens
     width = min(attention.size(1), len(source_tokens))
     return [source_tokens[int(attention[i, :width].argmax())] if token == UNK else token
