@@ -177,6 +177,12 @@ def run_sweep(
     return tuner.fit()
 
 
-def finished(results: tune.ResultGrid, plan: SweepPlan) -> bool:
-    """Did every trial end (done, stopped early, or failed), or was the sweep interrupted?"""
-    return results.num_terminated + results.num_errors >= plan.models_expected
+def finished(folder: Path, plan: SweepPlan) -> bool:
+    """Did every trial end (done, stopped early, or failed), or was the sweep interrupted?
+
+    Read from the experiment state Tune saves when its loop ends, not from the ResultGrid
+    `fit` returns: after Ctrl-C, Tune's cleanup marks each trial it stops TERMINATED, so
+    the ResultGrid shows a sweep interrupted during its last trial as finished."""
+    trials = tune.ExperimentAnalysis(str(folder)).trials
+    ended = [trial for trial in trials if trial.status in ("TERMINATED", "ERROR")]
+    return len(ended) >= plan.models_expected

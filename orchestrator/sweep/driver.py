@@ -67,7 +67,7 @@ def sweep(path: str | None = None, resume: str | None = None,
     _connect_ray(address, plan.config)
     trainable = functools.partial(run_trial, folder=str(folder))  # pickled by reference
     results = run_sweep(plan, folder, trainable, resume=bool(resume))
-    return _finish(plan, folder, finished(results, plan), results.num_errors)
+    return _finish(plan, folder, finished(folder, plan), results.num_errors)
 
 
 def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
