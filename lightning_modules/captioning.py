@@ -36,6 +36,7 @@ from orchestrator.lightning_modules.metrics import (
     caption_tokenizer,
     perplexity_metric,
 )
+from orchestrator.lightning_modules.scheduled_sampling import SamplingSchedule, training_logits
 from orchestrator.lightning_modules.task_module import TaskModule
 from orchestrator.lightning_modules.video_captioner import VideoCaptioner, VideoCaptionerConfig
 
@@ -56,11 +57,13 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         eval_settings: dict[str, Any],
         vocab: list[str],
         media: dict[str, Any],
+        scheduled_sampling: dict[str, Any] | None = None,
     ):
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
         self.model = self.build_model(model, len(vocab))
+        self.sampling = SamplingSchedule(**(scheduled_sampling or {}))
         self.vocab = Tokenizer("word", vocab)
         self.eval_settings = EvalSettings(**eval_settings)
         self.media = media  # image_size (and frames): how the `caption` command reads files
@@ -77,7 +80,7 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
 
     # training ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch[self.inputs], batch["tgt_in"])
+        logits = training_logits(self, (batch[self.inputs],), batch["tgt_in"])
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
                                ignore_index=IGNORE_INDEX)
         return self.log_training_loss(loss)

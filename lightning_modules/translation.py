@@ -20,6 +20,7 @@ from orchestrator.lightning_modules.beam_comparison import ByBeam, beam_artifact
 from orchestrator.lightning_modules.eval_settings import EvalSettings, EvaluatedWithSettings
 from orchestrator.lightning_modules.html_pages import PAGE_ROWS, PageHeader, PageRow, results_page
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric, sentence_bleu
+from orchestrator.lightning_modules.scheduled_sampling import SamplingSchedule, training_logits
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.task_module import TaskModule
 from orchestrator.lightning_modules.unk_replacement import replace_unknown
@@ -43,11 +44,13 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         text: dict[str, str],
         label_smoothing: float,
         text_models: dict[str, bytes] | None = None,
+        scheduled_sampling: dict[str, Any] | None = None,
     ):
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
         self.label_smoothing = label_smoothing
+        self.sampling = SamplingSchedule(**(scheduled_sampling or {}))
         if model.get("share_embeddings") and source_vocab != target_vocab:
             raise ValueError("model.share_embeddings needs one vocabulary for both languages")
         self.model = Seq2Seq(Seq2SeqConfig(len(source_vocab), len(target_vocab), **model))
@@ -63,7 +66,7 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
 
     # training ---------------------------------------------------------------------------
     def training_step(self, batch: TranslationBatch, batch_idx: int) -> torch.Tensor:
-        logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+        logits = training_logits(self, (batch["src"], batch["src_lengths"]), batch["tgt_in"])
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
                                ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
         return self.log_training_loss(loss)

@@ -19,6 +19,8 @@ from orchestrator.errors import OrchestratorError, hide_passwords
 CellName = Literal["rnn", "gru", "lstm"]
 TaskName = Literal["language_model", "sentiment", "translation", "image_captioning",
                    "video_captioning"]
+# The tasks whose models decode a target sequence, token by token.
+DECODER_TASKS = ("translation", "image_captioning", "video_captioning")
 # Image encoders defined in the project (orchestrator/lightning_modules/image_encoders.py).
 PACKAGED_WEIGHTS = "packaged"  # model.encoder_weights: the weights a package ships
 IMAGE_ENCODERS = ("small_cnn", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
@@ -151,6 +153,34 @@ class OptimConfig(_Section):
     lr_decay_start: int = Field(0, ge=0)
 
 
+class ScheduledSamplingConfig(_Section):
+    """Scheduled sampling (Bengio et al. 2015) for the translation and captioning decoders:
+    at training step i each target position is fed the gold previous token with probability
+    eps_i, otherwise a token sampled from the model's own prediction
+    (lightning_modules/scheduled_sampling.py). none: always the gold token."""
+
+    decay: Literal["none", "linear", "exponential", "inverse_sigmoid"] = "none"
+    # linear: eps_i = max(floor, k - c*i), k <= 1, c > 0; exponential: eps_i = k**i, k < 1;
+    # inverse_sigmoid: eps_i = k / (k + exp(i / k)), k >= 1 (about k*ln(k) steps to 0.5).
+    k: float | None = Field(None, gt=0.0)
+    c: float = Field(0.0, ge=0.0)
+    floor: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _k_fits_the_decay(self) -> ScheduledSamplingConfig:
+        k, decay = self.k, self.decay
+        if decay == "none":
+            return self
+        valid = {"linear": "0 < k <= 1 (with c > 0)", "exponential": "0 < k < 1",
+                 "inverse_sigmoid": "k >= 1"}[decay]
+        fits = k is not None and {"linear": k <= 1.0 and self.c > 0.0,
+                                  "exponential": k < 1.0, "inverse_sigmoid": k >= 1.0}[decay]
+        if not fits:
+            raise ValueError(f"train.scheduled_sampling.decay={decay} needs {valid} "
+                             f"(got k={k}, c={self.c})")
+        return self
+
+
 class TrainConfig(_Section):
     max_epochs: int = Field(5, ge=1)
     # Batches per rank per epoch; null derives it from the train split's token count.
@@ -165,6 +195,7 @@ class TrainConfig(_Section):
     # Average the weights of the last N epochs after training and validate the average;
     # it is tested (and checkpointed) when it beats the best single epoch. 1: off.
     average_last: int = Field(1, ge=1)
+    scheduled_sampling: ScheduledSamplingConfig = Field(default_factory=ScheduledSamplingConfig)
 
 
 # auto, HOST:PORT (GCS), ray://HOST:PORT (Ray Client), http(s)://HOST:PORT (Jobs API).
@@ -337,6 +368,9 @@ class ExperimentConfig(_Section):
         if self.eval.replace_unk and self.task != "translation":
             raise ValueError("eval.replace_unk=true copies source words, so it is for task "
                              f"translation (got task {self.task})")
+        if self.train.scheduled_sampling.decay != "none" and self.task not in DECODER_TASKS:
+            raise ValueError("train.scheduled_sampling feeds a decoder its own tokens, so it is "
+                             f"for tasks {', '.join(DECODER_TASKS)} (got task {self.task})")
         if self.train.precision == "16-mixed" and not self.ray.use_gpu:
             raise ValueError("train.precision=16-mixed needs a GPU (ray.use_gpu=true); "
                              "on CPUs use 32 or bf16-mixed")

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.config import DECODER_TASKS, ExperimentConfig, flatten
 
 CAPTIONING = ("image_captioning", "video_captioning")
-DECODING = ("translation", *CAPTIONING)
 
 # Keys (or sections, ending in ".") that only these tasks read; every other key is shared.
 # tests/orchestrator/test_task_params.py checks the model keys against the architectures.
@@ -24,7 +23,7 @@ TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "model.share_embeddings": ("translation",),
     "model.bidirectional": ("sentiment", "translation"),
     "model.pooling": ("sentiment",),
-    "model.attention": DECODING,
+    "model.attention": DECODER_TASKS,
     "model.encoder": CAPTIONING,
     "model.encoder_weights": CAPTIONING,
     "model.freeze_encoder": CAPTIONING,
@@ -36,12 +35,13 @@ TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "model.label_smoothing": ("translation",),
     "data.bptt": ("language_model",),
     "data.carry_hidden": ("language_model",),
-    "data.max_tokens": ("sentiment", *DECODING),
+    "data.max_tokens": ("sentiment", *DECODER_TASKS),
     "data.image_size": CAPTIONING,
     "data.frames": ("video_captioning",),
     "eval.meteor": CAPTIONING,
     "eval.replace_unk": ("translation",),
-    "eval.": DECODING,
+    "eval.": DECODER_TASKS,
+    "train.scheduled_sampling.": DECODER_TASKS,
     "generate.prompts": ("language_model", "translation", "sentiment"),
     "generate.": ("language_model",),
 }

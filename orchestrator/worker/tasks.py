@@ -122,6 +122,7 @@ def _translation(
         eval_settings=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
         text=datamodule.manifest.text or {}, text_models=datamodule.text_models,
+        scheduled_sampling=config.train.scheduled_sampling.model_dump(),
     )
 
 
@@ -155,6 +156,7 @@ def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> Capt
     return CAPTIONERS[kind](
         model=model_settings(config.model, architecture), optim=config.optim.model_dump(),
         eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens, media=media,
+        scheduled_sampling=config.train.scheduled_sampling.model_dump(),
     )
 
 

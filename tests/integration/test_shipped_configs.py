@@ -2,7 +2,7 @@
 experiment launched, each sweep swept, in a tiny setting on the task's sample data.
 
 Tiny means short (one epoch of two batches, small hidden sizes, short decodes) on the CPU,
-and a sweep's numeric grids cut to one value, its cell grids to two; every other structural
+and a sweep's numeric and cell grids cut to one value; every other structural
 choice a file makes (attention, bi-directional encoder, input feeding, visual attention,
 feature use, beam sizes, workers, scheduler, axes of choices) is kept, because those are
 what break: the captioning sweep once lost every trial without visual attention to DDP.
@@ -116,13 +116,13 @@ def test_every_shipped_sweep_runs_every_trial(sweep_path: Path, samples: Path,
 def _structural(key: str, axis: dict[str, Any]) -> dict[str, Any]:
     """A grid of numbers shrinks to its first value (the schema checks every value before any
     trial starts, and a number changes no module); grids of choices (attention on or off)
-    run whole, since each builds a different model. Cells keep two: every cell of every
+    run whole, since each builds a different model. Cells keep one: every cell of every
     task is built and trained in tests/lightning_modules and the beam sweep of test_sweep."""
     values = axis.get("grid")
-    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+    numbers = values and all(isinstance(v, int | float) and not isinstance(v, bool)
+                             for v in values)
+    if numbers or (values and key == "model.cell"):
         return {"grid": values[:1]}
-    if values and key == "model.cell":
-        return {"grid": values[:2]}
     return axis
 
 
