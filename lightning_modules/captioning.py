@@ -49,6 +49,8 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
     """Shared by both tasks; a subclass names its batch key and builds its model."""
 
     inputs = "images"
+    # What the members of an ensemble must share (worker/tasks.py: join_ensemble).
+    VOCABULARY_KEYS = ("vocab", "media")
 
     def __init__(
         self,

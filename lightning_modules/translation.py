@@ -34,6 +34,9 @@ Longest = tuple[int, str, list[int]]  # (source length, source, source ids)
 class TranslationTask(EvaluatedWithSettings, TaskModule):
     """Steps and optimisers; decoding through the shared search in `decoding.py`."""
 
+    # What the members of an ensemble must share (worker/tasks.py: join_ensemble).
+    VOCABULARY_KEYS = ("source_vocab", "target_vocab", "text", "text_models")
+
     def __init__(
         self,
         model: dict[str, Any],

@@ -11,6 +11,7 @@ process, no Ray: a test pass needs no cluster.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -70,12 +71,15 @@ def stored_config(stored: dict[str, Any], checkpoint: Path,
 
 
 def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
-             log: bool = False, config_file: str | None = None) -> EvalResult:
-    """One pass over `split` with the checkpoint's weights; with `log`, into a new
-    MLflow run of the config's experiment (params, metrics and the task's artifacts)."""
-    from orchestrator.worker.tasks import TASKS, module_from_checkpoint
+             log: bool = False, config_file: str | None = None,
+             ensemble: Sequence[str] = ()) -> EvalResult:
+    """One pass over `split` with the checkpoint's weights (and those of the `ensemble`
+    checkpoints, decoding as one model); with `log`, into a new MLflow run of the config's
+    experiment (params, metrics and the task's artifacts)."""
+    from orchestrator.worker.tasks import TASKS
 
     checkpoint = resolve_checkpoint(path)  # a file, a folder, or models:/NAME@ALIAS
+    members = [resolve_checkpoint(item) for item in ensemble]
     stored = read_checkpoint(checkpoint)  # once: the config and the weights come from it
     if config_file is not None:
         config = resolve_paths(load_config(config_file, overrides))
@@ -87,11 +91,8 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
     if log:  # the tracking server is checked before the pass, not after it
         uri = tracking.resolve_tracking_uri(config.tracking)
         tracking.check_reachable(uri)
-    spec = TASKS[config.task]
-    datamodule = spec.build_datamodule(config)
-    module = module_from_checkpoint(stored, checkpoint, [config.task])
-    if isinstance(module, EvaluatedWithSettings):  # generating tasks decode with `eval`
-        module.set_eval_settings(**config.eval.model_dump())
+    datamodule = TASKS[config.task].build_datamodule(config)
+    module = _module(stored, checkpoint, members, config)
     # No Lightning logger: MLFlowLogger sets this process's (and its children's) tracking
     # URI; the run below is written through a client instead.
     trainer = pl.Trainer(
@@ -104,9 +105,27 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
                for key, value in run(module, datamodule=datamodule, verbose=False)[0].items()}
     run_id = None
     if log:
-        source = str(path) if str(path).startswith("models:/") else str(checkpoint.resolve())
-        run_id = _log_eval_run(uri, config, source, metrics, getattr(module, "artifacts", {}))
+        sources = [str(item) if str(item).startswith("models:/") else str(found.resolve())
+                   for item, found in zip([path, *ensemble], [checkpoint, *members],
+                                          strict=True)]
+        run_id = _log_eval_run(uri, config, ", ".join(sources), metrics,
+                               getattr(module, "artifacts", {}))
     return EvalResult(metrics, run_id)
+
+
+def _module(stored: dict[str, Any], checkpoint: Path, members: list[Path],
+            config: ExperimentConfig) -> pl.LightningModule:
+    """The checkpoint's module (with the members' models as an ensemble), decoding with
+    the config's `eval` settings."""
+    from orchestrator.worker.tasks import join_ensemble, load_task_module, module_from_checkpoint
+
+    module = join_ensemble(
+        [module_from_checkpoint(stored, checkpoint, [config.task]),
+         *(load_task_module(member, [config.task]) for member in members)],
+        [checkpoint, *members])
+    if isinstance(module, EvaluatedWithSettings):  # generating tasks decode with `eval`
+        module.set_eval_settings(**config.eval.model_dump())
+    return module
 
 
 def _log_eval_run(uri: str, config: ExperimentConfig, source: str,

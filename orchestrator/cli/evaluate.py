@@ -23,6 +23,9 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
         "(for checkpoints that carry none: MLflow keeps each run's config.yaml)",
     )
     evaluate.add_argument("--split", choices=["test", "val"], default="test")
+    evaluate.add_argument("--ensemble", nargs="+", default=[], metavar="CHECKPOINT",
+                          help="more checkpoints of the same task and vocabulary, decoded "
+                          "with the first as one ensemble (their probabilities averaged)")
     evaluate.add_argument("--log", action="store_true",
                           help="also log to a new MLflow run (the config's tracking store)")
     evaluate.set_defaults(handler=_evaluate)
@@ -32,7 +35,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from orchestrator.evaluate import evaluate, metrics_table
 
     path, overrides = split_items(args.items)
-    result = evaluate(args.checkpoint, overrides, args.split, args.log, path)
+    result = evaluate(args.checkpoint, overrides, args.split, args.log, path,
+                      ensemble=args.ensemble)
     print(metrics_table(result.metrics))
     if result.run_id:
         print(f"MLflow run: {result.run_id}")

@@ -7,6 +7,7 @@ those of the registered model's predict params (`registered_model.SERVING`)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from orchestrator.registered_model import SERVING
 CHECKPOINT_HELP = ("a {task}.ckpt file, a Ray checkpoint folder, or a registered model: "
                    "models:/NAME@ALIAS or models:/NAME/VERSION ($MLFLOW_TRACKING_URI, "
                    "else ./mlflow.db)")
+ENSEMBLE_HELP = ("more checkpoints of the same task and vocabulary: the search averages "
+                 "their next-token probabilities with the first one's (an ensemble)")
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -45,6 +48,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     translate.add_argument("--beam-size", type=positive_int,
                            default=SERVING["translation"].params["beam_size"])
     translate.add_argument("--input", type=Path, help="one sentence a line (default: stdin)")
+    translate.add_argument("--ensemble", nargs="+", default=[], metavar="CHECKPOINT",
+                           help=ENSEMBLE_HELP)
     translate.set_defaults(handler=_translate)
 
     caption = commands.add_parser(
@@ -54,6 +59,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     caption.add_argument("files", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO")
     caption.add_argument("--beam-size", type=positive_int,
                          default=SERVING["image_captioning"].params["beam_size"])
+    caption.add_argument("--ensemble", nargs="+", default=[], metavar="CHECKPOINT",
+                         help=ENSEMBLE_HELP)
     caption.set_defaults(handler=_caption)
 
 
@@ -63,13 +70,14 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_checkpoint(path: str, *tasks: str) -> Any:
+def _load_checkpoint(path: str, *tasks: str, ensemble: Sequence[str] = ()) -> Any:
     """The trained module in `path` (a file, a folder or a `models:/` URI; read
-    weights-only), if it is of one of `tasks`."""
+    weights-only), if it is of one of `tasks`; with `ensemble`, decoding with those
+    checkpoints' models too."""
     from orchestrator.registered_model import resolve_checkpoint
-    from orchestrator.worker.tasks import load_task_module
+    from orchestrator.worker.tasks import load_ensemble
 
-    return load_task_module(resolve_checkpoint(path), tasks)
+    return load_ensemble([resolve_checkpoint(item) for item in (path, *ensemble)], tasks)
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -87,7 +95,7 @@ def _translate(args: argparse.Namespace) -> int:
     # A file is read first (a bad one costs no model load); stdin after the checkpoint,
     # since it waits for typing and a wrong checkpoint path should not.
     text = read_text(args.input) if args.input else None
-    module = _load_checkpoint(args.checkpoint, "translation")
+    module = _load_checkpoint(args.checkpoint, "translation", ensemble=args.ensemble)
     lines = (text if text is not None else read_stdin()).splitlines()
     sentences = [line.strip() for line in lines if line.strip()]
     for start in range(0, len(sentences), 64):
@@ -100,7 +108,8 @@ def _caption(args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise OrchestratorError(f"{path} does not exist")
-    module = _load_checkpoint(args.checkpoint, "image_captioning", "video_captioning")
+    module = _load_checkpoint(args.checkpoint, "image_captioning", "video_captioning",
+                              ensemble=args.ensemble)
     for start in range(0, len(args.files), 16):
         chunk = args.files[start : start + 16]
         pixels = _read_media(chunk, module.media)

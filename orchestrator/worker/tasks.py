@@ -26,6 +26,7 @@ from orchestrator.lightning_modules.captioning import (
     ImageCaptioningTask,
     VideoCaptioningTask,
 )
+from orchestrator.lightning_modules.ensemble import Ensemble
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.language_model import LanguageModelTask
 from orchestrator.lightning_modules.rnn_classifier import RNNClassifierConfig
@@ -239,3 +240,32 @@ def module_from_checkpoint(stored: dict[str, Any], checkpoint: Path,
         raise OrchestratorError(f"checkpoint {checkpoint} does not fit this version's "
                                 f"{task} model ({reason})") from None
     return module.eval()
+
+
+def load_ensemble(checkpoints: Sequence[Path], tasks: Sequence[str]) -> pl.LightningModule:
+    """The first checkpoint's module, decoding with every checkpoint's model as one
+    ensemble (lightning_modules/ensemble.py); one checkpoint is just its module."""
+    return join_ensemble([load_task_module(path, tasks) for path in checkpoints], checkpoints)
+
+
+def join_ensemble(modules: Sequence[pl.LightningModule],
+                  checkpoints: Sequence[Path]) -> pl.LightningModule:
+    """The first module with all the modules' models as its model. The members must read
+    the same input and write the same tokens, or averaging their probabilities is
+    meaningless: a different task, vocabulary or text processing is refused."""
+    first, first_path = modules[0], checkpoints[0]
+    if len(modules) == 1:
+        return first
+    keys = getattr(first, "VOCABULARY_KEYS", None)
+    if keys is None:
+        raise OrchestratorError(f"checkpoint {first_path} holds a model that does not decode; "
+                                "ensembles are for translation and captioning checkpoints")
+    for module, path in zip(modules[1:], checkpoints[1:], strict=True):
+        differing = [key for key in keys if module.hparams.get(key) != first.hparams.get(key)]
+        if type(module) is not type(first) or differing:
+            what = ", ".join(differing) or "task"
+            raise OrchestratorError(
+                f"checkpoint {path} cannot join an ensemble with {first_path}: its {what} "
+                "differs; the members of an ensemble share one task and vocabulary")
+    first.model = Ensemble([module.model for module in modules]).eval()
+    return first

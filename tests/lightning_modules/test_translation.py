@@ -124,6 +124,19 @@ def test_logged_bleu_equals_sacrebleu_on_the_translate_output(trained, dates, ca
     assert metrics["test_bleu_beam3"] == pytest.approx(expected, rel=1e-6)  # a float32 metric
 
 
+def test_translate_with_the_model_as_its_own_ensemble_writes_what_it_writes_alone(
+    trained, dates, capsys
+):
+    _, _, checkpoint = trained
+    outputs = []
+    for ensemble in ([], ["--ensemble", str(checkpoint), str(checkpoint)]):
+        capsys.readouterr()
+        assert main(["translate", str(checkpoint), "--beam-size", "3", *ensemble,
+                     "--input", str(dates / "val.src")]) == 0
+        outputs.append(capsys.readouterr().out.splitlines())
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 50
+
+
 def test_the_test_leaves_a_page_a_beam_table_and_heatmaps_of_the_longest_sentences(trained,
                                                                                   dates):
     task, metrics, _ = trained
