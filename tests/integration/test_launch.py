@@ -169,6 +169,15 @@ def test_eval_rescores_the_checkpoint_at_new_beam_sizes_into_a_new_run(translate
     assert {"translations.html", "test_metrics_by_beam.csv"} <= eval_artifacts
 
 
+def test_eval_of_the_checkpoint_as_its_own_ensemble_scores_as_it_does_alone(translated,
+                                                                           capsys):
+    capsys.readouterr()
+    assert main(["eval", translated.checkpoint, "eval.beam_sizes=[3]",
+                 "--ensemble", translated.checkpoint]) == 0
+    logged = MlflowClient(translated.tracking_uri).get_run(translated.run_id).data.metrics
+    assert f"test_bleu_beam3  {logged['test_bleu_beam3']:.4f}" in capsys.readouterr().out
+
+
 def test_eval_validates_on_request_and_refuses_a_checkpoint_without_its_config(
     translated, tmp_path, capsys
 ):
