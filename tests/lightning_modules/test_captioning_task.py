@@ -5,6 +5,7 @@ colour bar (over the image, or over the frames of a clip)."""
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import io
 import re
@@ -23,6 +24,7 @@ from orchestrator.datasets.synthetic_captions import write_shapes_folder
 from orchestrator.lightning_modules.captioning import ImageCaptioningTask, VideoCaptioningTask
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
+from orchestrator.worker.tasks import join_ensemble
 from tests.models import settings
 
 EVAL = EvalConfig(beam_sizes=[1, 3], max_length=12, val_bleu_batches=2,
@@ -68,6 +70,16 @@ def test_the_captions_page_shows_every_test_image_inline(tested):
     assert image.size == (32, 32) and image.mode == "RGB"
     assert page.count("<th>beam 1</th>") == 1 and page.count("<th>beam 3</th>") == 1
     assert "from the 40 test items' references" in task.artifacts["caption_metrics.txt"]
+
+
+def test_a_captioner_as_its_own_ensemble_captions_as_it_does_alone(tested, shapes):
+    task, _ = tested
+    datamodule = CaptionDataModule(str(shapes), batch_size=16, num_workers=0, image_size=32)
+    pixels = next(iter(datamodule.test_dataloader()))["images"]
+    task = copy.deepcopy(task).eval()  # as a checkpoint loads: batch norm's running stats
+    alone = task.caption(pixels, 3)
+    pair = join_ensemble([copy.deepcopy(task), copy.deepcopy(task)], [Path("a"), Path("b")])
+    assert pair.caption(pixels, 3) == alone and len(set(alone)) > 1
 
 
 def test_the_beam_table_holds_the_logged_scores(tested):
