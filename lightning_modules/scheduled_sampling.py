@@ -58,7 +58,8 @@ def sampled_teacher_forcing(step: StepFunction, state: dict[str, Any], tgt_in: t
         log_probs, state, _ = step(tokens, state)
         outputs.append(log_probs)
         if position + 1 < tgt_in.size(1):
-            sampled = torch.multinomial(log_probs.detach().exp(), 1, generator=generator)[:, 0]
+            sampled = torch.multinomial(log_probs.detach().float().exp(), 1,
+                                        generator=generator)[:, 0]
             coins = torch.rand(tokens.shape, generator=generator, device=tokens.device)
             tokens = torch.where(coins < gold_probability, tgt_in[:, position + 1], sampled)
     return torch.stack(outputs, dim=1)
