@@ -18,8 +18,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-DECAYS = ("none", "linear", "exponential", "inverse_sigmoid")
-
 # The search interface every decoder has: tokens (N,), state -> log-probs (N, V), new state,
 # attention (or None).
 StepFunction = Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict[str, Any], Any]]
@@ -28,7 +26,8 @@ StepFunction = Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict
 @dataclass(frozen=True)
 class SamplingSchedule:
     """The paper's three decays of eps_i (section 2.4); `none` keeps eps_i at 1.
-    linear: max(floor, k - c*i); exponential: k**i; inverse_sigmoid: k / (k + exp(i/k))."""
+    linear: max(floor, k - c*i); exponential: k**i; inverse_sigmoid: k / (k + exp(i/k)).
+    The config (ScheduledSamplingConfig) names the decays and checks k, c and floor."""
 
     decay: str = "none"
     k: float | None = None
@@ -36,15 +35,13 @@ class SamplingSchedule:
     floor: float = 0.0
 
     def gold_probability(self, step: int) -> float:
-        if self.decay == "none" or self.k is None:
-            return 1.0
         if self.decay == "linear":
-            return min(1.0, max(self.floor, self.k - self.c * step))
+            return max(self.floor, self.k - self.c * step)
         if self.decay == "exponential":
             return self.k ** step
         if self.decay == "inverse_sigmoid":
             return self.k / (self.k + math.exp(min(step / self.k, 700.0)))
-        raise ValueError(f"decay must be one of {', '.join(DECAYS)} (got {self.decay!r})")
+        return 1.0
 
 
 def sampled_teacher_forcing(step: StepFunction, state: dict[str, Any], tgt_in: torch.Tensor,

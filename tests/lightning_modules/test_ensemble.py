@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from orchestrator.config import EvalConfig
+from orchestrator.config import EvalConfig, OptimConfig
 from orchestrator.errors import OrchestratorError
 from orchestrator.lightning_modules.decoding import BeamSearch, DecodingConfig
 from orchestrator.lightning_modules.ensemble import Ensemble
@@ -74,10 +74,9 @@ def test_a_model_with_itself_decodes_as_the_model_alone():
 
 
 def _translator(target_vocab: list[str]) -> TranslationTask:
-    optim = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "clip": None,
-             "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
     return TranslationTask(
-        model=settings(Seq2SeqConfig, embedding_dim=8, hidden_size=16), optim=optim,
+        model=settings(Seq2SeqConfig, embedding_dim=8, hidden_size=16),
+        optim=OptimConfig().model_dump(),
         eval_settings=EvalConfig().model_dump(),
         source_vocab=["<unk>", "<eos>", "<pad>", "<bos>", "ein"],
         target_vocab=target_vocab, text={"src": "de", "tgt": "en"}, label_smoothing=0.0)
