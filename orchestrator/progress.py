@@ -61,7 +61,9 @@ class EpochProgress:
             return
         latest = self.client.get_run(self.run_id).data.metrics
         for epoch in range(self.printed, len(history)):
-            print(self.line(epoch, history[epoch].value, latest), flush=True)
+            # loss and throughput are read now: they belong to the newest epoch only
+            now = latest if epoch == len(history) - 1 else {}
+            print(self.line(epoch, history[epoch].value, now), flush=True)
         self.printed = len(history)
 
     def line(self, epoch: int, score: float, latest: dict[str, float]) -> str:

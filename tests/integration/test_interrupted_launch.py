@@ -46,6 +46,18 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def train_workers(pids: set[int]) -> set[int]:
+    """The Ray Train workers among `pids` (Ray sets their command line to its actor name)."""
+    workers = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::RayTrainWorker"):
+                workers.add(pid)
+        except OSError:
+            continue
+    return workers
+
+
 def alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()
             and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"}
@@ -78,8 +90,12 @@ def test_a_launch_interrupted_twice_finishes_in_its_one_run(uninterrupted, marko
     assert wait_for_epochs(client, resumed, 4) == run_id
     assert client.get_run(run_id).data.tags["orchestrator.resumes"] == "1"
     killed_processes = descendants(resumed.pid)
+    killed_workers = train_workers(killed_processes)
+    assert killed_workers  # the training workers, below the driver's local Ray
     resumed.send_signal(signal.SIGKILL)
     resumed.communicate(timeout=120)
+    # the workers outlive their driver a moment and may finish one more epoch: count after them
+    wait_until_gone(killed_workers, timeout_s=60)
     assert client.get_run(run_id).info.status == "RUNNING"  # until a resume finds it stale
     epochs_done = len(client.get_metric_history(run_id, "val_perplexity"))
     assert 4 <= epochs_done < EPOCHS

