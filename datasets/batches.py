@@ -59,3 +59,11 @@ class VideoBatch(TypedDict):
     tgt_out: torch.Tensor  # (B, T)
     references: list[list[str]]
     ids: list[str]  # clip ids
+
+
+class FrameLabelBatch(TypedDict):
+    """Clips as a fixed number of uniformly sampled frames, each frame with its label."""
+
+    frames: torch.Tensor  # (B, F, 3, H, W) normalised pixels
+    labels: torch.Tensor  # (B, F) class index of every frame
+    ids: list[str]  # clip ids

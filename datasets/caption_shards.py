@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import webdataset as wds
 from tqdm import tqdm
@@ -26,10 +27,18 @@ VOCAB_FILE = "vocab.json"
 MediaFields = Callable[[CaptionedItem], dict[str, bytes]]
 
 
+class Identified(Protocol):
+    id: str
+
+
+Item = TypeVar("Item", bound=Identified)
+
+
 def split_items(
-    items: list[CaptionedItem], val_fraction: float, test_fraction: float, seed: int = 0
-) -> dict[str, list[CaptionedItem]]:
-    """A seeded random split of whole items: every caption of an item lands in one split."""
+    items: list[Item], val_fraction: float, test_fraction: float, seed: int = 0
+) -> dict[str, list[Item]]:
+    """A seeded random split of whole items (captioned images or clips, labelled clips): all
+    of an item's captions or labels land in one split."""
     if not 0 <= val_fraction + test_fraction < 1:
         raise ValueError("val and test fractions must be >= 0 and leave some for training")
     shuffled = sorted(items, key=lambda item: item.id)

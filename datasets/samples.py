@@ -17,6 +17,7 @@ from orchestrator.datasets.caption_shards import prepare_captions, split_items
 from orchestrator.datasets.caption_sources import read_flickr_captions, read_video_csv
 from orchestrator.datasets.classification_shards import prepare_classification
 from orchestrator.datasets.dataset_folder import build_dataset
+from orchestrator.datasets.frame_label_shards import prepare_frame_labels, read_frame_labels
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.datasets.synthetic import (
     date_pairs,
@@ -28,6 +29,7 @@ from orchestrator.datasets.synthetic_captions import (
     write_moving_shapes_folder,
     write_shapes_folder,
 )
+from orchestrator.datasets.synthetic_frames import write_curtain_shapes_folder
 from orchestrator.datasets.text_shards import prepare_text, split_by_fraction
 from orchestrator.datasets.translation_shards import prepare_translation
 from orchestrator.datasets.video_shards import mp4_fields
@@ -93,6 +95,17 @@ def _write_moving_shapes_sample(path: Path, seed: int) -> DatasetManifest:
                                 text={"media": "mp4"})
 
 
+CURTAIN_SHAPES_CLIPS = 960
+
+
+def _write_curtain_shapes_sample(path: Path, seed: int) -> DatasetManifest:
+    with tempfile.TemporaryDirectory() as folder:
+        clips = read_frame_labels(write_curtain_shapes_folder(Path(folder), CURTAIN_SHAPES_CLIPS,
+                                                              seed))
+        return prepare_frame_labels(split_items(clips, 1 / 12, 1 / 12, seed), path,
+                                    samples_per_shard=240)
+
+
 # The built-in sample datasets (config `data.sample`): name -> generate(path, seed), which
 # writes the whole dataset at `path` (absent or empty) or nothing.
 SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
@@ -104,5 +117,6 @@ SAMPLE_DATASETS: dict[str, Callable[[Path, int], None]] = {
         "dates_bpe": functools.partial(_write_dates_sample, subword_joint=True),
         "shapes": _write_shapes_sample,
         "moving_shapes": _write_moving_shapes_sample,
+        "curtain_shapes": _write_curtain_shapes_sample,
     }.items()
 }

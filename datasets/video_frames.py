@@ -29,7 +29,13 @@ def uniform_indices(total: int, count: int) -> list[int]:
 
 
 def sample_frames(clip: bytes | Path, count: int, size: int) -> np.ndarray:
-    """An encoded clip -> (count, size, size, 3) uint8 RGB frames, uniformly sampled.
+    """An encoded clip -> (count, size, size, 3) uint8 RGB frames, uniformly sampled."""
+    frames = decode_frames(clip, size)
+    return frames[uniform_indices(len(frames), count)]
+
+
+def decode_frames(clip: bytes | Path, size: int) -> np.ndarray:
+    """Every frame of an encoded clip, (T, size, size, 3) uint8 RGB.
 
     Every frame is decoded (a stream's frame count in the header is not always right) but
     kept only at `size`, so a long clip costs decoding time, not memory."""
@@ -37,7 +43,15 @@ def sample_frames(clip: bytes | Path, count: int, size: int) -> np.ndarray:
     with av.open(source) as container:
         frames = [frame.to_ndarray(format="rgb24", width=size, height=size)
                   for frame in container.decode(video=0)]
-    return np.stack([frames[i] for i in uniform_indices(len(frames), count)])
+    if not frames:
+        raise ValueError("the clip has no video frames")
+    return np.stack(frames)
+
+
+def count_frames(path: Path) -> int:
+    """How many frames a clip has, decoded (not the header's count, which can be wrong)."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
 
 
 def check_readable(path: Path) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 from orchestrator.lightning_modules.caption_decoder import CaptionDecoder
 from orchestrator.lightning_modules.cells import make_rnn
 from orchestrator.lightning_modules.feature_cache import FeatureCache
+from orchestrator.lightning_modules.frame_features import frame_features
 from orchestrator.lightning_modules.image_encoders import ImageEncoder
 
 
@@ -57,12 +58,8 @@ class VideoCaptioner(nn.Module):
 
     def encode(self, frames: torch.Tensor) -> dict[str, Any]:
         """frames (B, F, 3, H, W) -> the decoder's starting state (memory (B, F, H))."""
-        batch, count = frames.shape[:2]
-        pictures = frames.flatten(0, 1)
-        maps = self.frame_encoder(pictures) if self.features is None \
-            else self.features.encode(self.frame_encoder, pictures)  # (B*F, C, h, w)
-        features = torch.tanh(self.to_input(maps.mean(dim=(2, 3))))  # (B*F, H)
-        outputs, final = self.encoder(self.dropout(features.view(batch, count, -1)))
+        features = frame_features(self.frame_encoder, self.features, self.to_input, frames)
+        outputs, final = self.encoder(self.dropout(features))  # features (B, F, H)
         return self.decoder.start(outputs, hidden=final)  # outputs (B, F, H)
 
     def forward(self, frames: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

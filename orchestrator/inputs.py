@@ -24,6 +24,7 @@ from orchestrator.datasets.manifest import (
 )
 from orchestrator.datasets.verification import damaged_files
 from orchestrator.errors import OrchestratorError
+from orchestrator.task_params import FRAME_READERS
 
 
 def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -59,7 +60,7 @@ def check_model_files(config: ExperimentConfig) -> None:
             check_vectors(model.vectors, model.embedding_dim)
         except ValueError as exc:
             raise OrchestratorError(str(exc)) from None
-    if config.task in ("image_captioning", "video_captioning"):
+    if config.task in FRAME_READERS:
         from orchestrator.lightning_modules.image_encoders import check_encoder  # torch
 
         try:

@@ -8,7 +8,8 @@ The checkpoint alone carries the weights, the vocabulary and the experiment conf
 Inputs are a table with one column, named per task in `registered_model.SERVING`:
 `prompt` (language_model), `text` (sentiment, translation), `image` or `video` (the
 encoded file's bytes; base64 in a JSON request). Outputs are one string per row: the
-generated text, the label, the translation or the caption.
+generated text, the label, the translation, the caption or a clip's frame labels (one per
+sampled frame, space-separated).
 
 Nothing heavy is imported at module level: MLflow runs this file once in the training
 driver when it logs the model, and that process never imports torch.
@@ -67,6 +68,8 @@ class CheckpointModel(PythonModel):
                                          float(settings["temperature"]), seed=int(settings["seed"]))
                     for value in values]
         pixels = _media_batch(values, module.media).to(module.device)
+        if self.task == "video_frame_classification":
+            return [" ".join(labels) for labels in module.label_frames(pixels)]
         return module.caption(pixels, int(settings["beam_size"]))
 
 

@@ -67,6 +67,7 @@ SERVING: dict[str, Serving] = {
     "translation": Serving("text", "string", {"beam_size": 5}),
     "image_captioning": Serving("image", "binary", {"beam_size": 3}),
     "video_captioning": Serving("video", "binary", {"beam_size": 3}),
+    "video_frame_classification": Serving("video", "binary"),
 }
 
 

@@ -27,4 +27,6 @@ TASK_METRICS: dict[str, TaskMetrics] = {
     "translation": TaskMetrics("val_bleu", "max", ("bleu", "perplexity"), "test_bleu_beam{k}"),
     "image_captioning": _CAPTIONING,
     "video_captioning": _CAPTIONING,
+    "video_frame_classification": TaskMetrics("val_frame_accuracy", "max",
+                                              ("frame_accuracy", "frame_macro_f1")),
 }

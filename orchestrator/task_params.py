@@ -14,19 +14,22 @@ from typing import Any
 from orchestrator.config import DECODER_TASKS, ExperimentConfig, flatten
 
 CAPTIONING = ("image_captioning", "video_captioning")
+VIDEO = ("video_captioning", "video_frame_classification")
+FRAME_READERS = (*CAPTIONING, "video_frame_classification")  # tasks with an image encoder
 
 # Keys (or sections, ending in ".") that only these tasks read; every other key is shared.
 # tests/orchestrator/test_task_params.py checks the model keys against the architectures.
 TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "model.embedding_dim": ("language_model", "sentiment", "translation", *CAPTIONING),
     "model.tie_weights": ("language_model", "translation"),
     "model.init_range": ("language_model", "translation"),
     "model.share_embeddings": ("translation",),
-    "model.bidirectional": ("sentiment", "translation"),
+    "model.bidirectional": ("sentiment", "translation", "video_frame_classification"),
     "model.pooling": ("sentiment",),
     "model.attention": DECODER_TASKS,
-    "model.encoder": CAPTIONING,
-    "model.encoder_weights": CAPTIONING,
-    "model.freeze_encoder": CAPTIONING,
+    "model.encoder": FRAME_READERS,
+    "model.encoder_weights": FRAME_READERS,
+    "model.freeze_encoder": FRAME_READERS,
     "model.visual_attention": CAPTIONING,
     "model.feature_as": ("image_captioning",),
     "model.vectors": ("sentiment",),
@@ -36,8 +39,8 @@ TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "data.bptt": ("language_model",),
     "data.carry_hidden": ("language_model",),
     "data.max_tokens": ("sentiment", *DECODER_TASKS),
-    "data.image_size": CAPTIONING,
-    "data.frames": ("video_captioning",),
+    "data.image_size": FRAME_READERS,
+    "data.frames": VIDEO,
     "eval.meteor": CAPTIONING,
     "eval.replace_unk": ("translation",),
     "eval.": DECODER_TASKS,

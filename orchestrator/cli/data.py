@@ -37,7 +37,7 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     kinds = prepare.add_subparsers(title="kinds")
     for register_kind in (_register_text, _register_classification, _register_translation,
-                          _register_captions, _register_video):
+                          _register_captions, _register_video, _register_frame_labels):
         register_kind(kinds, common)
 
 
@@ -141,6 +141,24 @@ def _register_video(kinds: Any, common: argparse.ArgumentParser) -> None:
                        help="drop clips PyAV cannot decode (named in a warning)")
     _common_prepare_arguments(video)
     video.set_defaults(handler=_prepare_video)
+
+
+def _register_frame_labels(kinds: Any, common: argparse.ArgumentParser) -> None:
+    labelled = kinds.add_parser(
+        "frame-labels", parents=[common],
+        help="video clips labelled frame by frame -> clip + labels shards",
+        description="A folder of mp4 clips, each with a JSON list beside it (clip7.mp4, "
+        "clip7.json) holding one label per frame of the clip. Clips are split into "
+        "train/val/test by clip; the labels are the training split's.",
+    )
+    labelled.add_argument("--videos", type=Path, required=True,
+                          help="the folder of clips and their label lists")
+    _output_arguments(labelled)
+    labelled.add_argument("--val-fraction", type=fraction, default=0.1)
+    labelled.add_argument("--test-fraction", type=fraction, default=0.1)
+    labelled.add_argument("--seed", type=int, default=0, help="of the split by clip")
+    labelled.add_argument("--samples-per-shard", type=positive_int, default=250)
+    labelled.set_defaults(handler=_prepare_frame_labels)
 
 
 def _output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -374,4 +392,25 @@ def _write(args: argparse.Namespace, items: list[Any], task: str, media: Any,
         print(f"{name}: {info.samples} items, {info.tokens} caption words, "
               f"{len(info.shards)} shards")
     print(f"wrote {args.out / 'dataset.json'}")
+    return 0
+
+
+@_out_checked_first
+def _prepare_frame_labels(args: argparse.Namespace) -> int:
+    from orchestrator.datasets.caption_shards import split_items
+    from orchestrator.datasets.frame_label_shards import prepare_frame_labels, read_frame_labels
+
+    if not args.videos.is_dir():
+        raise OrchestratorError(f"video folder {args.videos} does not exist")
+    try:
+        clips = read_frame_labels(args.videos)
+        splits = split_items(clips, args.val_fraction, args.test_fraction, args.seed)
+    except ValueError as exc:
+        raise OrchestratorError(str(exc)) from None
+    manifest = _build(args, lambda folder: prepare_frame_labels(
+        splits, folder, samples_per_shard=args.samples_per_shard))
+    for name, info in manifest.splits.items():
+        print(f"{name}: {info.samples} clips, {info.tokens} labelled frames, "
+              f"{len(info.shards)} shards")
+    print(f"wrote {args.out / 'dataset.json'} (labels: {', '.join(manifest.labels or [])})")
     return 0

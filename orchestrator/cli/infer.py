@@ -1,4 +1,5 @@
-"""Inference with a trained checkpoint: `generate`, `classify`, `translate`, `caption`.
+"""Inference with a trained checkpoint: `generate`, `classify`, `translate`, `caption`,
+`label-frames`.
 
 A checkpoint is a .ckpt file, a Ray checkpoint folder, or a registered model of the
 tracking store (`models:/NAME@ALIAS`, `models:/NAME/VERSION`); the flags' defaults are
@@ -63,6 +64,15 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
                          help=ENSEMBLE_HELP)
     caption.set_defaults(handler=_caption)
 
+    label_frames = commands.add_parser(
+        "label-frames", parents=[common],
+        help="label every sampled frame of video clips with a checkpoint",
+    )
+    label_frames.add_argument("checkpoint",
+                              help=CHECKPOINT_HELP.format(task="video_frame_classification "))
+    label_frames.add_argument("files", nargs="+", type=Path, metavar="VIDEO")
+    label_frames.set_defaults(handler=_label_frames)
+
 
 def _generate(args: argparse.Namespace) -> int:
     module = _load_checkpoint(args.checkpoint, "language_model")
@@ -118,6 +128,20 @@ def _caption(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_frames(args: argparse.Namespace) -> int:
+    """One line per clip: its path, then the label of each of its sampled frames."""
+    for path in args.files:
+        if not path.is_file():
+            raise OrchestratorError(f"{path} does not exist")
+    module = _load_checkpoint(args.checkpoint, "video_frame_classification")
+    for start in range(0, len(args.files), 16):
+        chunk = args.files[start : start + 16]
+        labelled = module.label_frames(_read_media(chunk, module.media))
+        for path, labels in zip(chunk, labelled, strict=True):
+            print(f"{path}\t{' '.join(labels)}")
+    return 0
+
+
 def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:
     """Files -> the batch tensor the checkpoint's model reads, prepared as in training."""
     import torch
@@ -130,7 +154,7 @@ def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:
     for path in paths:
         if path.suffix.lower() not in suffixes:
             raise OrchestratorError(f"{path} is not a {media['kind']} ({', '.join(suffixes)}); "
-                                    f"the checkpoint is a {media['kind']} captioner")
+                                    f"the checkpoint reads {media['kind']}s")
         try:
             tensors.append(media_tensor(path, media))
         except Exception as exc:  # noqa: BLE001 - PIL and PyAV raise many kinds

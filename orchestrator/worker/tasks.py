@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from orchestrator.config import ExperimentConfig, ModelConfig
 from orchestrator.datasets.caption_data import CaptionDataModule, VideoCaptionDataModule
 from orchestrator.datasets.classification_data import ClassificationDataModule
+from orchestrator.datasets.frame_label_data import FrameLabelDataModule
 from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.datasets.translation_data import TranslationDataModule
 from orchestrator.datasets.word_vectors import check_vectors, embedding_matrix
@@ -27,6 +28,8 @@ from orchestrator.lightning_modules.captioning import (
     VideoCaptioningTask,
 )
 from orchestrator.lightning_modules.ensemble import Ensemble
+from orchestrator.lightning_modules.frame_classification import FrameClassificationTask
+from orchestrator.lightning_modules.frame_classifier import FrameClassifierConfig
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.language_model import LanguageModelTask
 from orchestrator.lightning_modules.rnn_classifier import RNNClassifierConfig
@@ -172,6 +175,30 @@ def _captioned_test_items(module: CaptioningTask, config: ExperimentConfig) -> l
     return [f"{item}\t{caption}" for item, caption in zip(batch["ids"], captions, strict=False)]
 
 
+def _frame_label_data(config: ExperimentConfig) -> FrameLabelDataModule:
+    return FrameLabelDataModule(config.data.path, image_size=config.data.image_size,
+                                frames=config.data.frames, **stream_settings(config))
+
+
+def _frame_classifier(config: ExperimentConfig,
+                      datamodule: FrameLabelDataModule) -> FrameClassificationTask:
+    media = {"kind": "video", "image_size": config.data.image_size, "frames": config.data.frames}
+    return FrameClassificationTask(
+        model=model_settings(config.model, FrameClassifierConfig),
+        optim=config.optim.model_dump(), labels=datamodule.labels, media=media,
+    )
+
+
+def _labelled_test_clips(module: FrameClassificationTask, config: ExperimentConfig) -> list[str]:
+    """The frame labels of the first few test clips, as `id<TAB>label label ...`."""
+    batch = next(iter(_frame_label_data(config).test_dataloader()), None)
+    if batch is None:
+        return []
+    labelled = module.label_frames(batch["frames"][:4])
+    return [f"{item}\t{' '.join(labels)}" for item, labels in zip(batch["ids"], labelled,
+                                                                   strict=False)]
+
+
 def _captioning_spec(module_class: type[pl.LightningModule]) -> TaskSpec:
     """Image and video captioning differ only in their module (and so their model)."""
     return TaskSpec(
@@ -203,6 +230,12 @@ TASKS: dict[str, TaskSpec] = {
     ),
     "image_captioning": _captioning_spec(ImageCaptioningTask),
     "video_captioning": _captioning_spec(VideoCaptioningTask),
+    "video_frame_classification": TaskSpec(
+        module_class=FrameClassificationTask,
+        build_datamodule=_frame_label_data,
+        build_module=_frame_classifier,
+        samples=_labelled_test_clips,
+    ),
 }
 
 

@@ -84,4 +84,4 @@ def test_video_captioning_launch_learns_moving_shapes_to_cider_d_1(local_ray, wo
     assert [line.split("\t")[0] for line in lines] == files
     image = write_shapes_folder(workdir / "an_image", 1).parent / "images" / "000000.png"
     assert main(["caption", result.checkpoint, str(image)]) == 2
-    assert "the checkpoint is a video captioner" in capsys.readouterr().err
+    assert "the checkpoint reads videos" in capsys.readouterr().err

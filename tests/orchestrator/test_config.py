@@ -25,7 +25,7 @@ BAD_CONFIGS = [
     (["model.dropout=1.5"], "model.dropout: input should be less than 1"),
     (["task=summarise"],
      "task must be one of language_model, sentiment, translation, image_captioning, "
-     "video_captioning (got 'summarise')"),
+     "video_captioning, video_frame_classification (got 'summarise')"),
     (["task=sentiment", "data.sample=grammar"],
      "data.sample grammar is a language_model dataset; task sentiment uses data.sample=first_word"),
     (["model.bidirectional=true"], "model.bidirectional=true cannot predict the next token"),

@@ -22,6 +22,8 @@ from orchestrator.cli import main
 from orchestrator.config import EvalConfig, OptimConfig, load_config
 from orchestrator.errors import OrchestratorError
 from orchestrator.lightning_modules.captioning import CAPTIONERS
+from orchestrator.lightning_modules.frame_classification import FrameClassificationTask
+from orchestrator.lightning_modules.frame_classifier import FrameClassifierConfig
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
 from orchestrator.registered_model import input_example, log_best_model, resolve_checkpoint
@@ -189,6 +191,29 @@ def test_a_captioner_captions_the_logged_example_as_the_caption_command_does(
     assert main(["caption", "models:/captioner@best", str(media)]) == 0
     printed = capsys.readouterr().out.strip().split("\t")[1]
     model = mlflow.pyfunc.load_model("models:/captioner@best")
+    assert model.predict(example, params=params) == [printed]
+
+
+def test_a_frame_classifier_labels_the_logged_example_as_label_frames_does(
+        store, tmp_path, capsys):
+    torch.manual_seed(0)
+    task = FrameClassificationTask(
+        model=settings(FrameClassifierConfig, hidden_size=16, num_layers=1),
+        optim=OptimConfig().model_dump(), labels=["circle", "square"],
+        media={"kind": "video", "image_size": 16, "frames": 3})
+    config = load_config(None, ["task=video_frame_classification", "tracking.experiment=frames"])
+    checkpoint = tmp_path / "frames.ckpt"
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams),
+                CONFIG_KEY: config.model_dump()}, checkpoint)
+    logged_run(store, config, checkpoint, {})
+    example, params = input_example(config)  # the bytes of a small black clip
+    clip = tmp_path / "black.mp4"
+    clip.write_bytes(example["video"][0])
+    capsys.readouterr()
+    assert main(["label-frames", "models:/frames@best", str(clip)]) == 0
+    printed = capsys.readouterr().out.strip().split("\t")[1]
+    assert len(printed.split()) == 3 and set(printed.split()) <= {"circle", "square"}
+    model = mlflow.pyfunc.load_model("models:/frames@best")
     assert model.predict(example, params=params) == [printed]
 
 

@@ -9,6 +9,7 @@ import pytest
 from orchestrator.config import ModelConfig, flatten, load_config
 from orchestrator.task_params import applies, task_params
 from orchestrator.worker.tasks import (
+    FrameClassifierConfig,
     ImageCaptionerConfig,
     RNNClassifierConfig,
     RNNLanguageModelConfig,
@@ -20,6 +21,7 @@ ARCHITECTURES = {
     "language_model": RNNLanguageModelConfig, "translation": Seq2SeqConfig,
     "sentiment": RNNClassifierConfig, "image_captioning": ImageCaptionerConfig,
     "video_captioning": VideoCaptionerConfig,
+    "video_frame_classification": FrameClassifierConfig,
 }
 # read outside the architecture dataclass: the task builder passes them on its own
 READ_BESIDE = {"translation": {"label_smoothing"}, "sentiment": {"vectors"}}
