@@ -46,8 +46,11 @@ class TokenThroughput(pl.Callback):
 
 def tokens_in(batch: dict[str, Any]) -> int:
     """Tokens a batch trains on: the predicted targets of sequence outputs (language model,
-    translation), else the input tokens (classification)."""
+    translation, captioning), the input tokens (sentence classification), or the labelled
+    frames (frame classification: a frame is its token)."""
     for key in ("targets", "tgt_out"):
         if key in batch:
             return int((batch[key] != IGNORE_INDEX).sum())
-    return int(batch["lengths"].sum())
+    if "lengths" in batch:
+        return int(batch["lengths"].sum())
+    return batch["labels"].numel()

@@ -17,6 +17,7 @@ from orchestrator.datasets.caption_shards import split_items
 from orchestrator.datasets.frame_label_shards import prepare_frame_labels, read_frame_labels
 from orchestrator.datasets.synthetic_frames import write_curtain_shapes_folder
 from orchestrator.datasets.video_frames import uniform_indices
+from orchestrator.lightning_modules.throughput import tokens_in
 from orchestrator.run_files import CONFIG_KEY
 from orchestrator.worker.tasks import TASKS
 
@@ -89,3 +90,9 @@ def test_caption_refuses_a_frame_classifier_checkpoint(trained, clips, capsys):
     assert main(["caption", str(checkpoint), str(next(videos.glob("*.mp4")))]) != 0
     error = capsys.readouterr().err
     assert "holds a video_frame_classification" in error and "captioning" in error
+
+
+def test_throughput_counts_labelled_frames_as_tokens():
+    batch = {"frames": torch.zeros(2, 5, 3, 8, 8), "labels": torch.zeros(2, 5, dtype=torch.long),
+             "ids": ["a", "b"]}
+    assert tokens_in(batch) == 10
