@@ -13,6 +13,7 @@ from orchestrator.lightning_modules.frame_classifier import (
     FrameClassifier,
     FrameClassifierConfig,
 )
+from orchestrator.lightning_modules.frame_label_picture import CLIPS_SHOWN, frame_label_figure
 from orchestrator.lightning_modules.metrics import classification_metrics
 from orchestrator.lightning_modules.task_module import TaskModule
 
@@ -32,6 +33,8 @@ class FrameClassificationTask(TaskModule):
         self.media = media
         self.val_metrics = classification_metrics(len(labels), prefix="val_frame_")
         self.test_metrics = classification_metrics(len(labels), prefix="test_frame_")
+        self.artifacts: dict[str, Any] = {}  # logged by the launcher's train loop
+        self._shown: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def training_step(self, batch: FrameLabelBatch, batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["frames"])
@@ -45,6 +48,10 @@ class FrameClassificationTask(TaskModule):
     def test_step(self, batch: FrameLabelBatch, batch_idx: int) -> None:
         logits = self.model(batch["frames"])
         self.test_metrics.update(logits.flatten(0, 1), batch["labels"].flatten())
+        if batch_idx == 0:  # the first clips, drawn at the end (frame_labels.png)
+            self._shown = (batch["frames"][:CLIPS_SHOWN].cpu(),
+                           batch["labels"][:CLIPS_SHOWN].cpu(),
+                           logits[:CLIPS_SHOWN].argmax(dim=-1).cpu())
 
     def on_validation_epoch_end(self) -> None:
         # compute() sums over ranks; the mean of equal values across ranks changes nothing.
@@ -54,10 +61,17 @@ class FrameClassificationTask(TaskModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute(), sync_dist=True)
         self.test_metrics.reset()
+        if self._shown is not None:
+            frames, truth, predicted = self._shown
+            self.artifacts["frame_labels.png"] = frame_label_figure(
+                frames, self._names(truth), self._names(predicted))
+            self._shown = None
+
+    def _names(self, indices: torch.Tensor) -> list[list[str]]:
+        return [[self.labels[i] for i in row] for row in indices.tolist()]
 
     @torch.no_grad()
     def label_frames(self, frames: torch.Tensor) -> list[list[str]]:
         """frames (B, F, 3, H, W) -> the label of every frame of every clip."""
         self.model.eval()
-        predictions = self.model(frames.to(self.device)).argmax(dim=-1)
-        return [[self.labels[i] for i in row] for row in predictions.tolist()]
+        return self._names(self.model(frames.to(self.device)).argmax(dim=-1))

@@ -35,8 +35,9 @@ def clips(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(clips, tmp_path_factory) -> tuple[Path, dict]:
-    """The trained model's checkpoint (as a launch writes it) and its test scores."""
+def trained(clips, tmp_path_factory) -> tuple[Path, dict, dict]:
+    """The trained model's checkpoint (as a launch writes it), its test scores and the
+    artifacts its test left."""
     _, shards = clips
     config = load_config(None, [
         "task=video_frame_classification", f"data.path={shards}", "data.image_size=32",
@@ -57,18 +58,29 @@ def trained(clips, tmp_path_factory) -> tuple[Path, dict]:
     checkpoint = tmp_path_factory.mktemp("trained") / "frames.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 CONFIG_KEY: config.model_dump()}, checkpoint)
-    return checkpoint, scores
+    return checkpoint, scores, module.artifacts
 
 
 def test_a_bidirectional_model_labels_the_synthetic_frames(trained):
-    _, scores = trained
+    _, scores, _ = trained
     # a curtain frame (about one in five) is known only from the frames after it
     assert scores["test_frame_accuracy"] >= 0.95, scores
     assert scores["test_frame_macro_f1"] >= 0.95, scores
 
 
+def test_the_test_leaves_a_picture_of_frames_with_their_labels_and_predictions(trained):
+    _, _, artifacts = trained
+    figure = artifacts["frame_labels.png"]
+    axes = figure.get_axes()
+    assert len(axes) == 6 * FRAMES  # the first 6 test clips, every sampled frame
+    titles = [axis.get_title().split("\n") for axis in axes]
+    assert all(len(pair) == 2 and {*pair} <= {"circle", "square", "triangle"} for pair in titles)
+    wrong = [axis for axis, (label, guess) in zip(axes, titles, strict=True) if label != guess]
+    assert all(axis.title.get_color() == "red" for axis in wrong)
+
+
 def test_label_frames_reads_clip_files_as_training_read_them(trained, clips, capsys):
-    checkpoint, _ = trained
+    checkpoint, _, _ = trained
     videos, _ = clips
     files = sorted(videos.glob("*.mp4"))[:6]
     assert main(["label-frames", str(checkpoint), *map(str, files)]) == 0
@@ -85,7 +97,7 @@ def test_label_frames_reads_clip_files_as_training_read_them(trained, clips, cap
 
 
 def test_caption_refuses_a_frame_classifier_checkpoint(trained, clips, capsys):
-    checkpoint, _ = trained
+    checkpoint, _, _ = trained
     videos, _ = clips
     assert main(["caption", str(checkpoint), str(next(videos.glob("*.mp4")))]) != 0
     error = capsys.readouterr().err
