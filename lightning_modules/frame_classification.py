@@ -54,13 +54,10 @@ class FrameClassificationTask(TaskModule):
                            logits[:CLIPS_SHOWN].argmax(dim=-1).cpu())
 
     def on_validation_epoch_end(self) -> None:
-        # compute() sums over ranks; the mean of equal values across ranks changes nothing.
-        self.log_dict(self.val_metrics.compute(), sync_dist=True)
-        self.val_metrics.reset()
+        self.log_and_reset(self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute(), sync_dist=True)
-        self.test_metrics.reset()
+        self.log_and_reset(self.test_metrics)
         if self._shown is not None:
             frames, truth, predicted = self._shown
             self.artifacts["frame_labels.png"] = frame_label_figure(

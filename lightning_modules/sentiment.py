@@ -84,13 +84,10 @@ class SentimentTask(TaskModule):
         self.test_confusion.update(logits, batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
-        # compute() sums over ranks; the mean of equal values across ranks changes nothing.
-        self.log_dict(self.val_metrics.compute(), sync_dist=True)
-        self.val_metrics.reset()
+        self.log_and_reset(self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute(), sync_dist=True)
-        self.test_metrics.reset()
+        self.log_and_reset(self.test_metrics)
         figure, _ = self.test_confusion.plot(labels=self.labels)
         figure.set_size_inches(1.2 * len(self.labels) + 3, 1.2 * len(self.labels) + 2.5)
         self.artifacts["confusion_matrix.png"] = figure

@@ -8,6 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MetricCollection
 
 from orchestrator.lightning_modules.optimizers import configure_optimizers
 
@@ -26,6 +27,12 @@ class TaskModule(pl.LightningModule):
             )
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def log_and_reset(self, metrics: MetricCollection) -> None:
+        """Log a split's torchmetrics and start them afresh. compute() already sums over
+        ranks; sync_dist's mean of the equal values then changes nothing."""
+        self.log_dict(metrics.compute(), sync_dist=True)
+        metrics.reset()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Lightning clips after this hook, so this is the norm before clipping.
