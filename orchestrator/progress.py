@@ -28,6 +28,7 @@ class EpochProgress:
         self.client = MlflowClient(uri)
         self.run_id = run_id
         self.monitor = TASK_METRICS[task].monitor
+        self.unit = TASK_METRICS[task].throughput_unit
         self.max_epochs = max_epochs
         self.printed = 0
         self._started = time.monotonic()
@@ -73,6 +74,6 @@ class EpochProgress:
         if "train_loss" in latest:
             parts.append(f"train_loss {latest['train_loss']:.4g}")
         if "train_tokens_per_sec" in latest:
-            parts.append(f"{latest['train_tokens_per_sec'] / 1000:.1f}k tokens/s")
+            parts.append(f"{latest['train_tokens_per_sec'] / 1000:.1f}k {self.unit}/s")
         parts.append(f"{elapsed // 60}:{elapsed % 60:02d}")
         return "  ".join(parts)

@@ -16,6 +16,8 @@ class TaskMetrics:
     # Generating tasks: the test metric at beam size k, as a template ("test_bleu_beam{k}");
     # a sweep can then make beam size an evaluation axis.
     beam_metric: str | None = None
+    # what `train_tokens_per_sec` counts for the task, as the driver's progress line says it
+    throughput_unit: str = "tokens"
 
 
 _CAPTIONING = TaskMetrics("val_cider_d", "max", ("cider_d", "bleu_4", "meteor"),
@@ -28,5 +30,6 @@ TASK_METRICS: dict[str, TaskMetrics] = {
     "image_captioning": _CAPTIONING,
     "video_captioning": _CAPTIONING,
     "video_frame_classification": TaskMetrics("val_frame_accuracy", "max",
-                                              ("frame_accuracy", "frame_macro_f1")),
+                                              ("frame_accuracy", "frame_macro_f1"),
+                                              throughput_unit="frames"),
 }

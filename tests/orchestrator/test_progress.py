@@ -50,3 +50,11 @@ def test_the_watcher_prints_while_the_block_runs_and_the_last_epoch_at_its_end(
         assert time.monotonic() < deadline, "the first epoch was not printed while running"
         log(client, run_id, val_bleu=20.0)
     assert "epoch 2/2  val_bleu 20" in capsys.readouterr().out
+
+
+def test_a_frame_labelling_run_counts_frames_per_second(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = start_run(uri, "progress", "run", tags={})
+    log(MlflowClient(uri), run_id, val_frame_accuracy=0.9, train_tokens_per_sec=450)
+    EpochProgress(uri, run_id, "video_frame_classification", max_epochs=4).print_new_epochs()
+    assert "epoch 1/4  val_frame_accuracy 0.9  0.5k frames/s" in capsys.readouterr().out
