@@ -24,7 +24,11 @@ from orchestrator.datasets.images import decode_image, image_tensor, normalise
 from orchestrator.datasets.manifest import DatasetError
 from orchestrator.datasets.sharded_data import ShardedDataModule, text_of
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
-from orchestrator.datasets.video_frames import sample_frames, uniform_indices
+from orchestrator.datasets.video_frames import (
+    sample_frames,
+    undecodable_clip,
+    uniform_indices,
+)
 
 FRAME_KEY = re.compile(r"^\d{3}\.jpg$")  # pre-extracted frames: 000.jpg, 001.jpg, ...
 
@@ -96,11 +100,8 @@ class VideoCaptionDataModule(CaptionDataModule):
         try:
             return normalise(self._frames(sample))
         except Exception as exc:  # noqa: BLE001 - name the clip whatever the decoder raised
-            meta = json.loads(text_of(sample["json"]))
-            raise DatasetError(
-                f"cannot decode clip {meta.get('id')} (sample {sample.get('__key__')} in "
-                f"{sample.get('__url__')}): {type(exc).__name__}: {exc}"
-            ) from exc
+            clip_id = json.loads(text_of(sample["json"])).get("id")
+            raise undecodable_clip(clip_id, sample, exc) from exc
 
     def _frames(self, sample: dict[str, Any]) -> np.ndarray:
         if "mp4" in sample:

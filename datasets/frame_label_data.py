@@ -18,7 +18,11 @@ from orchestrator.datasets.batches import FrameLabelBatch
 from orchestrator.datasets.images import normalise
 from orchestrator.datasets.manifest import DatasetError
 from orchestrator.datasets.sharded_data import ShardedDataModule, text_of
-from orchestrator.datasets.video_frames import decode_frames, uniform_indices
+from orchestrator.datasets.video_frames import (
+    decode_frames,
+    undecodable_clip,
+    uniform_indices,
+)
 
 
 class FrameLabelDataModule(ShardedDataModule):
@@ -46,9 +50,7 @@ class FrameLabelDataModule(ShardedDataModule):
         try:
             decoded = decode_frames(sample["mp4"], self.image_size)
         except Exception as exc:  # noqa: BLE001 - name the clip whatever the decoder raised
-            raise DatasetError(f"cannot decode clip {meta.get('id')} (sample "
-                               f"{sample.get('__key__')} in {sample.get('__url__')}): "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_clip(meta.get("id"), sample, exc) from exc
         if len(decoded) != len(meta["labels"]):
             raise DatasetError(f"clip {meta.get('id')} in {sample.get('__url__')} has "
                                f"{len(decoded)} frames but {len(meta['labels'])} labels")

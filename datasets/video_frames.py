@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from orchestrator.datasets.images import image_tensor, normalise
+from orchestrator.datasets.manifest import DatasetError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 
@@ -46,6 +47,14 @@ def decode_frames(clip: bytes | Path, size: int) -> np.ndarray:
     if not frames:
         raise ValueError("the clip has no video frames")
     return np.stack(frames)
+
+
+def undecodable_clip(clip_id: object, sample: dict[str, Any],
+                     error: Exception) -> DatasetError:
+    """The one-line error for a shard's clip the decoder cannot read, naming the clip, its
+    sample and shard, whatever PyAV raised."""
+    return DatasetError(f"cannot decode clip {clip_id} (sample {sample.get('__key__')} in "
+                        f"{sample.get('__url__')}): {type(error).__name__}: {error}")
 
 
 def count_frames(path: Path) -> int:

@@ -115,9 +115,7 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _caption(args: argparse.Namespace) -> int:
-    for path in args.files:
-        if not path.is_file():
-            raise OrchestratorError(f"{path} does not exist")
+    _require_files(args.files)
     module = _load_checkpoint(args.checkpoint, "image_captioning", "video_captioning",
                               ensemble=args.ensemble)
     for start in range(0, len(args.files), 16):
@@ -130,9 +128,7 @@ def _caption(args: argparse.Namespace) -> int:
 
 def _label_frames(args: argparse.Namespace) -> int:
     """One line per clip: its path, then the label of each of its sampled frames."""
-    for path in args.files:
-        if not path.is_file():
-            raise OrchestratorError(f"{path} does not exist")
+    _require_files(args.files)
     module = _load_checkpoint(args.checkpoint, "video_frame_classification")
     for start in range(0, len(args.files), 16):
         chunk = args.files[start : start + 16]
@@ -140,6 +136,13 @@ def _label_frames(args: argparse.Namespace) -> int:
         for path, labels in zip(chunk, labelled, strict=True):
             print(f"{path}\t{' '.join(labels)}")
     return 0
+
+
+def _require_files(paths: list[Path]) -> None:
+    """Checked before the checkpoint loads: a wrong path costs no model load."""
+    for path in paths:
+        if not path.is_file():
+            raise OrchestratorError(f"{path} does not exist")
 
 
 def _read_media(paths: list[Path], media: dict[str, Any]) -> Any:

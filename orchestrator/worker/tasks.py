@@ -69,6 +69,12 @@ def stream_settings(config: ExperimentConfig) -> dict[str, Any]:
     return settings
 
 
+def media_settings(config: ExperimentConfig, kind: str) -> dict[str, Any]:
+    """How a module's inputs are read (an image, or a clip's sampled frames), kept in its
+    checkpoint so inference prepares a file exactly as training did."""
+    return {"kind": kind, "image_size": config.data.image_size, "frames": config.data.frames}
+
+
 def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
     return LanguageModelDataModule(config.data.path, bptt=config.data.bptt,
                                    **stream_settings(config))
@@ -156,10 +162,10 @@ def _caption_data(config: ExperimentConfig) -> CaptionDataModule:
 def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> CaptioningTask:
     kind = "video" if config.task == "video_captioning" else "image"
     architecture = VideoCaptionerConfig if kind == "video" else ImageCaptionerConfig
-    media = {"kind": kind, "image_size": config.data.image_size, "frames": config.data.frames}
     return CAPTIONERS[kind](
         model=model_settings(config.model, architecture), optim=config.optim.model_dump(),
-        eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens, media=media,
+        eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens,
+        media=media_settings(config, kind),
         scheduled_sampling=config.train.scheduled_sampling.model_dump(),
     )
 
@@ -182,10 +188,10 @@ def _frame_label_data(config: ExperimentConfig) -> FrameLabelDataModule:
 
 def _frame_classifier(config: ExperimentConfig,
                       datamodule: FrameLabelDataModule) -> FrameClassificationTask:
-    media = {"kind": "video", "image_size": config.data.image_size, "frames": config.data.frames}
     return FrameClassificationTask(
         model=model_settings(config.model, FrameClassifierConfig),
-        optim=config.optim.model_dump(), labels=datamodule.labels, media=media,
+        optim=config.optim.model_dump(), labels=datamodule.labels,
+        media=media_settings(config, "video"),
     )
 
 
