@@ -23,6 +23,7 @@ from orchestrator.datasets.caption_text import caption_words
 from orchestrator.datasets.images import decode_image, image_tensor, normalise
 from orchestrator.datasets.manifest import DatasetError
 from orchestrator.datasets.sharded_data import ShardedDataModule, text_of
+from orchestrator.datasets.streaming import evaluation_source
 from orchestrator.datasets.tokenizer import BOS, EOS, PAD, Tokenizer
 from orchestrator.datasets.video_frames import (
     sample_frames,
@@ -77,6 +78,15 @@ class CaptionDataModule(ShardedDataModule):
         ids = [self.vocab.encode(" ".join(caption_words(c)))[: self.max_tokens]
                for c in captions]
         return Captioned(self.pixels(sample), ids, captions, str(meta["id"]))
+
+    def train_references(self) -> list[list[str]]:
+        """Every training item's captions as space-joined words (`caption_words`, as the
+        vocabulary was built): the corpus of SCST's CIDEr-D document frequencies. Reads each
+        sample's json, never decoding its pixels."""
+        source = evaluation_source(self.manifest.shard_urls("train"))
+        return [[" ".join(caption_words(str(caption)))
+                 for caption in json.loads(text_of(sample["json"]))["captions"]]
+                for sample in source]
 
     def batches(self, samples: Iterator[Captioned], train: bool) -> Iterator[dict[str, Any]]:
         # training batches are all full; evaluation keeps the last, short one

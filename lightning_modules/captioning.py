@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from orchestrator.datasets.batches import IGNORE_INDEX
+from orchestrator.datasets.caption_text import caption_words
 from orchestrator.datasets.tokenizer import EOS, Tokenizer
 from orchestrator.lightning_modules import decoding
 from orchestrator.lightning_modules.attention_pictures import (
@@ -32,11 +33,13 @@ from orchestrator.lightning_modules.eval_settings import EvalSettings, Evaluated
 from orchestrator.lightning_modules.html_pages import PAGE_ROWS, PageHeader, PageRow, results_page
 from orchestrator.lightning_modules.image_captioner import ImageCaptioner, ImageCaptionerConfig
 from orchestrator.lightning_modules.metrics import (
+    CorpusCiderD,
     caption_scores_by_item,
     caption_tokenizer,
     perplexity_metric,
 )
 from orchestrator.lightning_modules.scheduled_sampling import SamplingSchedule, training_logits
+from orchestrator.lightning_modules.self_critical import SelfCriticalSettings, self_critical_step
 from orchestrator.lightning_modules.task_module import TaskModule
 from orchestrator.lightning_modules.video_captioner import VideoCaptioner, VideoCaptionerConfig
 
@@ -60,12 +63,16 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         vocab: list[str],
         media: dict[str, Any],
         scheduled_sampling: dict[str, Any] | None = None,
+        self_critical: dict[str, Any] | None = None,
     ):
+        """self_critical: the `train.scst` settings when training is self-critical."""
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
         self.model = self.build_model(model, len(vocab))
         self.sampling = SamplingSchedule(**(scheduled_sampling or {}))
+        self.self_critical = SelfCriticalSettings(**self_critical) if self_critical else None
+        self._reward: CorpusCiderD | None = None  # built from the training references
         self.vocab = Tokenizer("word", vocab)
         self.eval_settings = EvalSettings(**eval_settings)
         self.media = media  # image_size (and frames): how the `caption` command reads files
@@ -82,10 +89,38 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
 
     # training ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.self_critical is not None:
+            return self._self_critical_step(batch)
         logits = training_logits(self, (batch[self.inputs],), batch["tgt_in"])
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
                                ignore_index=IGNORE_INDEX)
         return self.log_training_loss(loss)
+
+    def on_fit_start(self) -> None:
+        if self.self_critical is not None:  # every rank reads the training captions
+            self._reward = CorpusCiderD(self.trainer.datamodule.train_references())
+
+    def _self_critical_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        """SCST's loss for the batch: sampled captions rewarded with their CIDEr-D against
+        the item's references; reward curves go to MLflow."""
+        references = [[" ".join(caption_words(caption)) for caption in captions]
+                      for captions in batch["references"]]
+
+        def reward(sequences: list[list[int]], owners: list[int]) -> list[float]:
+            return self._reward.scores([self._words(ids) for ids in sequences],
+                                       [references[owner] for owner in owners])
+
+        self.model.eval()  # no dropout: self_critical.py says why
+        try:
+            step = self_critical_step(
+                self.model, self.model.encode(batch[self.inputs]), len(batch["ids"]),
+                decoding.decoding_config(self.eval_settings, self.vocab, beam_size=1),
+                self.self_critical, reward, self.device)
+        finally:
+            self.model.train()
+        self.log_dict({"train_reward": step.reward, "train_baseline_reward": step.baseline},
+                      on_step=True, on_epoch=False)
+        return self.log_training_loss(step.loss)
 
     # evaluation -------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -336,14 +336,21 @@ def best_hypotheses(
     """Each sentence's best hypothesis under a generating task's eval settings: greedy for
     beam size 1, beam search otherwise; the max length ratio applies where there are source
     lengths to take it of."""
-    config = DecodingConfig(
+    config = decoding_config(settings, vocab, beam_size, ratio=source_lengths is not None)
+    strategy = Greedy(config) if beam_size == 1 else BeamSearch(config)
+    found = strategy.search(decoder, state, batch_size, source_lengths, device)
+    return [nbest[0] for nbest in found]
+
+
+def decoding_config(settings: EvalSettings, vocab: Tokenizer, beam_size: int, nbest: int = 1,
+                    ratio: bool = False) -> DecodingConfig:
+    """The search settings of a generating task's eval section; the max length ratio
+    applies only where there are source lengths to take it of (`ratio`)."""
+    return DecodingConfig(
         bos_id=vocab.index[BOS], eos_id=vocab.index[EOS], pad_id=vocab.index[PAD],
-        beam_size=beam_size, max_length=settings.max_length,
-        max_length_ratio=None if source_lengths is None else settings.max_length_ratio,
+        beam_size=beam_size, nbest=nbest, max_length=settings.max_length,
+        max_length_ratio=settings.max_length_ratio if ratio else None,
         length_penalty=settings.length_penalty, alpha=settings.alpha,
         no_repeat_ngram_size=settings.no_repeat_ngram_size,
         banned_ids=(vocab.unk_id,) if settings.ban_unk else (),
     )
-    strategy = Greedy(config) if beam_size == 1 else BeamSearch(config)
-    found = strategy.search(decoder, state, batch_size, source_lengths, device)
-    return [nbest[0] for nbest in found]

@@ -14,6 +14,7 @@ from functools import cache
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.cider.cider_scorer import CiderScorer
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from sacrebleu.metrics import BLEU
@@ -137,3 +138,43 @@ def caption_scores_by_item(
         scores["meteor"] = float(_meteor().compute_score(refs, hyps)[0])
     # pycocoevalcap scores the ids in the order of refs' keys
     return scores, {key: float(value) for key, value in zip(refs, per_item, strict=True)}
+
+
+class _Frequencies(dict):
+    """Document frequencies; an n-gram no document holds has 0, and reading it stores
+    nothing (pycocoevalcap's defaultdict would grow with every sampled n-gram)."""
+
+    def __missing__(self, ngram: tuple[str, ...]) -> float:
+        return 0.0
+
+
+class CorpusCiderD:
+    """CIDEr-D with the document frequencies of a fixed corpus: SCST's reward, whose corpus
+    is the training references (as self-critical.pytorch's CiderD with corpus df), not the
+    scored batch's. pycocoevalcap's own scorer computes it.
+
+    Captions and references are space-joined words as `caption_words` gives them, the
+    words the vocabulary was built from: no Java tokenizer per training batch."""
+
+    def __init__(self, corpus: list[list[str]]):
+        counting = CiderScorer(n=4, sigma=6.0)
+        for references in corpus:
+            counting.cook_append(None, references)
+        counting.compute_doc_freq()
+        self.document_frequency = _Frequencies(counting.document_frequency)
+        self.documents = len(corpus)
+
+    def scores(self, captions: list[str], references: list[list[str]]) -> list[float]:
+        """Each caption's CIDEr-D against its own references."""
+        scored: list[float] = []
+        for start in range(0, len(captions), self.documents):
+            scorer = CiderScorer(n=4, sigma=6.0)
+            for caption, refs in zip(captions[start:start + self.documents],
+                                     references[start:start + self.documents], strict=True):
+                scorer.cook_append(caption, refs)
+            scorer.document_frequency = self.document_frequency
+            # compute_cider counts the documents as len(crefs): padding it to the corpus
+            # size makes the idf the corpus'; it scores only the entries with a caption.
+            scorer.crefs += [[]] * (self.documents - len(scorer.ctest))
+            scored.extend(float(score) for score in scorer.compute_cider())
+        return scored

@@ -43,6 +43,8 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
         model.encoder_weights = str(Path(model.encoder_weights).resolve())
     if model.vectors is not None and Path(model.vectors).exists():  # not a packaged set's name
         model.vectors = str(Path(model.vectors).resolve())
+    if config.train.init_from is not None:
+        config.train.init_from = str(Path(config.train.init_from).resolve())
     return config
 
 
@@ -67,6 +69,22 @@ def check_model_files(config: ExperimentConfig) -> None:
             check_encoder(model.encoder, model.encoder_weights)
         except ValueError as exc:
             raise OrchestratorError(str(exc)) from None
+
+
+def check_initial_weights(config: ExperimentConfig) -> None:
+    """train.init_from (if set) fits the model this config builds on its checked dataset:
+    the module is built here, as a worker builds it, and the checkpoint's weights are
+    loaded into it (weights-only)."""
+    if config.train.init_from is None:
+        return
+    from orchestrator.worker.tasks import TASKS, load_initial_weights  # torch, Lightning
+
+    task = TASKS[config.task]
+    try:
+        module = task.build_module(config, task.build_datamodule(config))
+    except DatasetError as exc:
+        raise OrchestratorError(str(exc)) from None
+    load_initial_weights(module, config)
 
 
 def ensure_dataset(config: ExperimentConfig) -> DatasetManifest:

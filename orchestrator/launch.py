@@ -28,6 +28,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.datasets.manifest import DatasetManifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.inputs import (
+    check_initial_weights,
     check_model_files,
     check_ray_address,
     check_storage,
@@ -81,6 +82,7 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
     check_storage(config.ray.storage_path, uri)
     check_ray_address(config.ray.address)
     manifest = ensure_dataset(config)
+    check_initial_weights(config)
     client = MlflowClient(uri)
     mark_stale_runs(client, config.tracking.experiment)
     resume = resume or unfinished_pinned_run(client, config)

@@ -20,6 +20,7 @@ from orchestrator import tracking
 from orchestrator.config import ExperimentConfig, load_config, with_values
 from orchestrator.errors import OrchestratorError
 from orchestrator.inputs import (
+    check_initial_weights,
     check_model_files,
     check_ray_address,
     check_storage,
@@ -95,6 +96,7 @@ def _plan(sweep: SweepConfig) -> tuple[SweepPlan, Path]:
     check_storage(str(folder), uri)
     check_model_files(base)
     ensure_dataset(base)  # once here, so trials never race to generate sample data
+    check_initial_weights(base)
     parent = tracking.start_run(
         uri, base.tracking.experiment, sweep.name,
         tags={**standard_tags(base, started_by(), tracking.git_commit()), "sweep": "parent"},

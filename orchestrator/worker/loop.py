@@ -40,7 +40,7 @@ from orchestrator.worker.callbacks import ConfigInCheckpoint
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 from orchestrator.worker.restarts import FollowWorldSize, LogEpochLearningRate, LogEpochsOnce
 from orchestrator.worker.system_metrics import node_system_metrics
-from orchestrator.worker.tasks import TASKS
+from orchestrator.worker.tasks import TASKS, load_initial_weights
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -79,6 +79,8 @@ def _train_and_test(loop_config: dict[str, Any], config: ExperimentConfig) -> No
     # a restarted worker group continues from this run's last report; a new run may start
     # from another run's checkpoint (a PBT clone)
     checkpoint = ray.train.get_checkpoint() or loop_config.get("start_from")
+    if checkpoint is None and config.train.init_from is not None:
+        load_initial_weights(module, config)
     if checkpoint is None:
         trainer.fit(module, datamodule=datamodule)
     else:

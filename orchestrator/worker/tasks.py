@@ -38,7 +38,7 @@ from orchestrator.lightning_modules.sentiment import SentimentTask
 from orchestrator.lightning_modules.seq2seq import Seq2SeqConfig
 from orchestrator.lightning_modules.translation import TranslationTask
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
-from orchestrator.run_files import CONFIG_KEY, read_checkpoint
+from orchestrator.run_files import CONFIG_KEY, checkpoint_file, read_checkpoint
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,8 @@ def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> Capt
         eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens,
         media=media_settings(config, kind),
         scheduled_sampling=config.train.scheduled_sampling.model_dump(),
+        self_critical=config.train.scst.model_dump() if config.train.objective == "scst"
+        else None,
     )
 
 
@@ -279,6 +281,36 @@ def module_from_checkpoint(stored: dict[str, Any], checkpoint: Path,
         raise OrchestratorError(f"checkpoint {checkpoint} does not fit this version's "
                                 f"{task} model ({reason})") from None
     return module.eval()
+
+
+# The hyperparameters that say what a model's ids mean: equal shapes are not enough.
+TOKEN_KEYS = ("vocab", "source_vocab", "target_vocab", "labels")
+
+
+def load_initial_weights(module: pl.LightningModule, config: ExperimentConfig) -> None:
+    """train.init_from: the weights (only) of another run's checkpoint, read weights-only,
+    into a module built from this run's config. A checkpoint of another task, vocabulary
+    or model shape is refused, naming what differs."""
+    path = checkpoint_file(config.train.init_from)
+    stored = read_checkpoint(path)
+    task = stored.get(CONFIG_KEY, {}).get("task")
+    if task != config.task:
+        raise OrchestratorError(f"train.init_from={path} holds a "
+                                f"{task or 'model of an unknown task'} checkpoint; this run's "
+                                f"task is {config.task}")
+    stored_settings = stored.get("hyper_parameters", {})
+    differing = [key for key in TOKEN_KEYS
+                 if key in module.hparams and stored_settings.get(key) != module.hparams[key]]
+    if differing:
+        raise OrchestratorError(
+            f"train.init_from={path}: its {', '.join(differing)} differs from data.path "
+            f"{config.data.path}'s; start from a checkpoint trained on the same vocabulary")
+    try:
+        module.load_state_dict(stored["state_dict"])
+    except RuntimeError as exc:  # missing, unexpected or differently shaped weights
+        reason = " ".join(str(exc).split())[:300]
+        raise OrchestratorError(f"train.init_from={path} does not fit this run's model "
+                                f"settings ({reason})") from None
 
 
 def load_ensemble(checkpoints: Sequence[Path], tasks: Sequence[str]) -> pl.LightningModule:

@@ -17,10 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from orchestrator.cli import main
 from orchestrator.config import EvalConfig, OptimConfig
 from orchestrator.datasets.caption_data import CaptionDataModule
-from orchestrator.datasets.synthetic_captions import write_shapes_folder
 from orchestrator.lightning_modules.captioning import ImageCaptioningTask, VideoCaptioningTask
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
@@ -32,20 +30,10 @@ EVAL = EvalConfig(beam_sizes=[1, 3], max_length=12, val_bleu_batches=2,
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("shapes")
-    captions = write_shapes_folder(folder / "raw", 400, seed=3)
-    assert main(["data", "prepare", "captions", "--captions", str(captions), "--images",
-                 str(folder / "raw" / "images"), "--out", str(folder / "shards"),
-                 "--val-fraction", "0.1", "--test-fraction", "0.1"]) == 0
-    return folder / "shards"
-
-
-@pytest.fixture(scope="module")
-def tested(shapes):
+def tested(shape_captions):
     """A small attention captioner, trained briefly, then tested at beam sizes 1 and 3."""
     pl.seed_everything(0, verbose=False)
-    datamodule = CaptionDataModule(str(shapes), batch_size=16, num_workers=0, image_size=32,
+    datamodule = CaptionDataModule(str(shape_captions), batch_size=16, num_workers=0, image_size=32,
                                    batches_per_epoch=20)
     task = ImageCaptioningTask(
         model=settings(ImageCaptionerConfig, embedding_dim=32, hidden_size=64, num_layers=1,
@@ -72,9 +60,9 @@ def test_the_captions_page_shows_every_test_image_inline(tested):
     assert "from the 40 test items' references" in task.artifacts["caption_metrics.txt"]
 
 
-def test_a_captioner_as_its_own_ensemble_captions_as_it_does_alone(tested, shapes):
+def test_a_captioner_as_its_own_ensemble_captions_as_it_does_alone(tested, shape_captions):
     task, _ = tested
-    datamodule = CaptionDataModule(str(shapes), batch_size=16, num_workers=0, image_size=32)
+    datamodule = CaptionDataModule(str(shape_captions), batch_size=16, num_workers=0, image_size=32)
     pixels = next(iter(datamodule.test_dataloader()))["images"]
     task = copy.deepcopy(task).eval()  # as a checkpoint loads: batch norm's running stats
     alone = task.caption(pixels, 3)
