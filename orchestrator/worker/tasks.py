@@ -291,8 +291,11 @@ def load_initial_weights(module: pl.LightningModule, config: ExperimentConfig) -
     """train.init_from: the weights (only) of another run's checkpoint, read weights-only,
     into a module built from this run's config. A checkpoint of another task, vocabulary
     or model shape is refused, naming what differs."""
-    path = checkpoint_file(config.train.init_from)
-    stored = read_checkpoint(path)
+    try:
+        path = checkpoint_file(config.train.init_from)
+        stored = read_checkpoint(path)
+    except OrchestratorError as exc:
+        raise OrchestratorError(f"train.init_from: {exc}") from None
     task = stored.get(CONFIG_KEY, {}).get("task")
     if task != config.task:
         raise OrchestratorError(f"train.init_from={path} holds a "
