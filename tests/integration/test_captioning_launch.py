@@ -56,9 +56,14 @@ def check_run(result, min_cider: float = 1.0) -> MlflowClient:
     return client
 
 
-def test_image_captioning_launch_learns_shapes_to_cider_d_1(local_ray, workdir, capsys):
-    result = launch(small_captioning("image_captioning", workdir, "train.max_epochs=3",
-                                     "train.batches_per_epoch=40"))
+@pytest.fixture(scope="module")
+def image_captioned(local_ray, workdir):
+    return launch(small_captioning("image_captioning", workdir, "train.max_epochs=3",
+                                   "train.batches_per_epoch=40"))
+
+
+def test_image_captioning_launch_learns_shapes_to_cider_d_1(image_captioned, workdir, capsys):
+    result = image_captioned
     check_run(result)
     assert len(result.samples) == 4 and all("\t" in line for line in result.samples)
 
@@ -69,6 +74,24 @@ def test_image_captioning_launch_learns_shapes_to_cider_d_1(local_ray, workdir, 
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == files
     assert all(len(line.split("\t")[1].split()) >= 3 for line in lines)
+
+
+def test_scst_continues_from_the_cross_entropy_weights_on_two_workers(image_captioned,
+                                                                        workdir):
+    """Self-critical training from the launch above: its reward curves are in MLflow and
+    its captions are still good."""
+    result = launch(small_captioning(
+        "image_captioning", workdir, "name=image-captioning-scst", "train.max_epochs=2",
+        "train.batches_per_epoch=8", "optim.lr=0.0003", "train.objective=scst",
+        "train.scst.samples=3", f"train.init_from={image_captioned.checkpoint}"))
+    client = check_run(result)
+    run = client.get_run(result.run_id)
+    assert run.data.params["train.objective"] == "scst"
+    assert run.data.params["train.init_from"] == image_captioned.checkpoint
+    rewards = client.get_metric_history(result.run_id, "train_reward")
+    baselines = client.get_metric_history(result.run_id, "train_baseline_reward")
+    assert len(rewards) == len(baselines) == 16  # every step of 2 epochs (rank 0's)
+    assert all(0 <= metric.value <= 10 for metric in rewards + baselines)
 
 
 def test_video_captioning_launch_learns_moving_shapes_to_cider_d_1(local_ray, workdir, capsys):
