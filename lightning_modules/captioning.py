@@ -39,7 +39,10 @@ from orchestrator.lightning_modules.metrics import (
     perplexity_metric,
 )
 from orchestrator.lightning_modules.scheduled_sampling import SamplingSchedule, training_logits
-from orchestrator.lightning_modules.self_critical import SelfCriticalSettings, self_critical_step
+from orchestrator.lightning_modules.self_critical import (
+    SelfCriticalSettings,
+    self_critical_training_loss,
+)
 from orchestrator.lightning_modules.task_module import TaskModule
 from orchestrator.lightning_modules.video_captioner import VideoCaptioner, VideoCaptionerConfig
 
@@ -102,7 +105,7 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
 
     def _self_critical_step(self, batch: dict[str, Any]) -> torch.Tensor:
         """SCST's loss for the batch: sampled captions rewarded with their CIDEr-D against
-        the item's references; reward curves go to MLflow."""
+        the item's references."""
         references = [[" ".join(caption_words(caption)) for caption in captions]
                       for captions in batch["references"]]
 
@@ -110,17 +113,9 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
             return self._reward.scores([self._words(ids) for ids in sequences],
                                        [references[owner] for owner in owners])
 
-        self.model.eval()  # no dropout: self_critical.py says why
-        try:
-            step = self_critical_step(
-                self.model, self.model.encode(batch[self.inputs]), len(batch["ids"]),
-                decoding.decoding_config(self.eval_settings, self.vocab, beam_size=1),
-                self.self_critical, reward, self.device)
-        finally:
-            self.model.train()
-        self.log_dict({"train_reward": step.reward, "train_baseline_reward": step.baseline},
-                      on_step=True, on_epoch=False)
-        return self.log_training_loss(step.loss)
+        return self_critical_training_loss(
+            self, lambda: self.model.encode(batch[self.inputs]), len(batch["ids"]),
+            decoding.decoding_config(self.eval_settings, self.vocab, beam_size=1), reward)
 
     # evaluation -------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -21,6 +21,10 @@ from orchestrator.lightning_modules.eval_settings import EvalSettings, Evaluated
 from orchestrator.lightning_modules.html_pages import PAGE_ROWS, PageHeader, PageRow, results_page
 from orchestrator.lightning_modules.metrics import corpus_bleu, perplexity_metric, sentence_bleu
 from orchestrator.lightning_modules.scheduled_sampling import SamplingSchedule, training_logits
+from orchestrator.lightning_modules.self_critical import (
+    SelfCriticalSettings,
+    self_critical_training_loss,
+)
 from orchestrator.lightning_modules.seq2seq import Seq2Seq, Seq2SeqConfig
 from orchestrator.lightning_modules.task_module import TaskModule
 from orchestrator.lightning_modules.unk_replacement import replace_unknown
@@ -48,12 +52,15 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         label_smoothing: float,
         text_models: dict[str, bytes] | None = None,
         scheduled_sampling: dict[str, Any] | None = None,
+        self_critical: dict[str, Any] | None = None,
     ):
+        """self_critical: the `train.scst` settings when training is self-critical."""
         super().__init__()
         # Not sent to the logger: the launcher logs the flattened config as MLflow params.
         self.save_hyperparameters(logger=False)
         self.label_smoothing = label_smoothing
         self.sampling = SamplingSchedule(**(scheduled_sampling or {}))
+        self.self_critical = SelfCriticalSettings(**self_critical) if self_critical else None
         if model.get("share_embeddings") and source_vocab != target_vocab:
             raise ValueError("model.share_embeddings needs one vocabulary for both languages")
         self.model = Seq2Seq(Seq2SeqConfig(len(source_vocab), len(target_vocab), **model))
@@ -69,10 +76,27 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
 
     # training ---------------------------------------------------------------------------
     def training_step(self, batch: TranslationBatch, batch_idx: int) -> torch.Tensor:
+        if self.self_critical is not None:
+            return self._self_critical_step(batch)
         logits = training_logits(self, (batch["src"], batch["src_lengths"]), batch["tgt_in"])
         loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
                                ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing)
         return self.log_training_loss(loss)
+
+    def _self_critical_step(self, batch: TranslationBatch) -> torch.Tensor:
+        """SCST's loss for the batch: sampled translations rewarded with their sentence BLEU
+        (0..1) against the reference."""
+        def reward(sequences: list[list[int]], owners: list[int]) -> list[float]:
+            return [sentence_bleu(self.target_text.detokenize(
+                        [self.target_vocab.tokens[i] for i in ids]),
+                        batch["references"][owner]) / 100
+                    for ids, owner in zip(sequences, owners, strict=True)]
+
+        src, lengths = batch["src"], batch["src_lengths"]
+        return self_critical_training_loss(
+            self, lambda: self.model.encode(src, lengths), src.size(0),
+            decoding.decoding_config(self.eval_settings, self.target_vocab, beam_size=1,
+                                     ratio=True), reward, lengths)
 
     # evaluation -------------------------------------------------------------------------
     def validation_step(self, batch: TranslationBatch, batch_idx: int) -> None:

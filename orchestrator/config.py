@@ -21,7 +21,6 @@ TaskName = Literal["language_model", "sentiment", "translation", "image_captioni
                    "video_captioning", "video_frame_classification"]
 # The tasks whose models decode a target sequence, token by token.
 DECODER_TASKS = ("translation", "image_captioning", "video_captioning")
-SELF_CRITICAL_TASKS = ("image_captioning", "video_captioning")  # train.objective=scst
 # Image encoders defined in the project (orchestrator/lightning_modules/image_encoders.py).
 PACKAGED_WEIGHTS = "packaged"  # model.encoder_weights: the weights a package ships
 IMAGE_ENCODERS = ("small_cnn", "efficientnet_lite0", "resnet18", "resnet34", "resnet50")
@@ -188,10 +187,10 @@ class ScheduledSamplingConfig(_Section):
 
 
 class SelfCriticalConfig(_Section):
-    """Self-critical sequence training (Rennie et al. 2017) for the captioning tasks, with
-    train.objective=scst: k captions sampled per input, each rewarded with its CIDEr-D
-    (document frequencies from the training references) minus a baseline
-    (lightning_modules/self_critical.py)."""
+    """Self-critical sequence training (Rennie et al. 2017) with train.objective=scst: k
+    outputs sampled per input, each rewarded with its CIDEr-D (captioning: document
+    frequencies from the training references) or sentence BLEU (translation) minus a
+    baseline (lightning_modules/self_critical.py)."""
 
     samples: int = Field(5, ge=1)
     # greedy: the greedy caption's reward (the paper); mean: the mean reward of the input's
@@ -221,8 +220,8 @@ class TrainConfig(_Section):
     # it is tested (and checkpointed) when it beats the best single epoch. 1: off.
     average_last: int = Field(1, ge=1)
     scheduled_sampling: ScheduledSamplingConfig = Field(default_factory=ScheduledSamplingConfig)
-    # cross_entropy: teacher forcing; scst: self-critical training for CIDEr-D, from the
-    # weights of a cross-entropy run (train.init_from)
+    # cross_entropy: teacher forcing; scst: self-critical training for CIDEr-D (captioning)
+    # or BLEU (translation), from the weights of a cross-entropy run (train.init_from)
     objective: Literal["cross_entropy", "scst"] = "cross_entropy"
     scst: SelfCriticalConfig = Field(default_factory=SelfCriticalConfig)
     # Start from the weights (only: a fresh optimiser and epoch count, a new MLflow run) of
@@ -234,7 +233,7 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _scst_starts_from_weights(self) -> TrainConfig:
         if self.objective == "scst" and self.init_from is None:
-            raise ValueError("train.objective=scst tunes a trained captioner; set "
+            raise ValueError("train.objective=scst tunes a trained decoder; set "
                              "train.init_from to a cross-entropy checkpoint of the same task")
         if self.objective == "scst" and self.scheduled_sampling.decay != "none":
             raise ValueError("train.objective=scst decodes the model's own samples already; "
@@ -415,9 +414,9 @@ class ExperimentConfig(_Section):
         if self.train.scheduled_sampling.decay != "none" and self.task not in DECODER_TASKS:
             raise ValueError("train.scheduled_sampling feeds a decoder its own tokens, so it is "
                              f"for tasks {', '.join(DECODER_TASKS)} (got task {self.task})")
-        if self.train.objective == "scst" and self.task not in SELF_CRITICAL_TASKS:
-            raise ValueError("train.objective=scst rewards CIDEr-D, so it is for tasks "
-                             f"{', '.join(SELF_CRITICAL_TASKS)} (got task {self.task})")
+        if self.train.objective == "scst" and self.task not in DECODER_TASKS:
+            raise ValueError("train.objective=scst rewards a decoder's outputs, so it is for "
+                             f"tasks {', '.join(DECODER_TASKS)} (got task {self.task})")
         if self.train.precision == "16-mixed" and not self.ray.use_gpu:
             raise ValueError("train.precision=16-mixed needs a GPU (ray.use_gpu=true); "
                              "on CPUs use 32 or bf16-mixed")

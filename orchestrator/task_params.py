@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import DECODER_TASKS, SELF_CRITICAL_TASKS, ExperimentConfig, flatten
+from orchestrator.config import DECODER_TASKS, ExperimentConfig, flatten
 
 CAPTIONING = ("image_captioning", "video_captioning")
 VIDEO = ("video_captioning", "video_frame_classification")
@@ -45,8 +45,8 @@ TASK_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "eval.replace_unk": ("translation",),
     "eval.": DECODER_TASKS,
     "train.scheduled_sampling.": DECODER_TASKS,
-    "train.objective": SELF_CRITICAL_TASKS,
-    "train.scst.": SELF_CRITICAL_TASKS,
+    "train.objective": DECODER_TASKS,
+    "train.scst.": DECODER_TASKS,
     "generate.prompts": ("language_model", "translation", "sentiment"),
     "generate.": ("language_model",),
 }

@@ -75,6 +75,11 @@ def media_settings(config: ExperimentConfig, kind: str) -> dict[str, Any]:
     return {"kind": kind, "image_size": config.data.image_size, "frames": config.data.frames}
 
 
+def self_critical_settings(config: ExperimentConfig) -> dict[str, Any] | None:
+    """The `train.scst` section for a generating module, when training is self-critical."""
+    return config.train.scst.model_dump() if config.train.objective == "scst" else None
+
+
 def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
     return LanguageModelDataModule(config.data.path, bptt=config.data.bptt,
                                    **stream_settings(config))
@@ -133,6 +138,7 @@ def _translation(
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
         text=datamodule.manifest.text or {}, text_models=datamodule.text_models,
         scheduled_sampling=config.train.scheduled_sampling.model_dump(),
+        self_critical=self_critical_settings(config),
     )
 
 
@@ -167,8 +173,7 @@ def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> Capt
         eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens,
         media=media_settings(config, kind),
         scheduled_sampling=config.train.scheduled_sampling.model_dump(),
-        self_critical=config.train.scst.model_dump() if config.train.objective == "scst"
-        else None,
+        self_critical=self_critical_settings(config),
     )
 
 

@@ -111,11 +111,11 @@ def test_corpus_cider_d_is_pycocoevalcaps_when_the_corpus_is_the_scored_referenc
     assert alone == pytest.approx([theirs[0]]) and theirs[0] > 1.0
 
 
-def test_scst_needs_a_captioning_task_and_weights_to_start_from():
+def test_scst_needs_a_decoding_task_and_weights_to_start_from():
     with pytest.raises(OrchestratorError, match="set train.init_from to a cross-entropy"):
         load_config(None, ["task=image_captioning", "train.objective=scst"])
-    with pytest.raises(OrchestratorError, match="scst rewards CIDEr-D, so it is for tasks"):
-        load_config(None, ["task=translation", "train.objective=scst", "train.init_from=x"])
+    with pytest.raises(OrchestratorError, match="scst rewards a decoder's outputs, so it is"):
+        load_config(None, ["task=sentiment", "train.objective=scst", "train.init_from=x"])
     with pytest.raises(OrchestratorError, match="needs train.scst.samples >= 2"):
         load_config(None, ["task=image_captioning", "train.objective=scst", "train.init_from=x",
                            "train.scst.baseline=mean", "train.scst.samples=1"])

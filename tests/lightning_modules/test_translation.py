@@ -271,3 +271,29 @@ def test_bidirectional_encoder_needs_an_even_hidden_size():
     with pytest.raises(OrchestratorError, match="must be even \\(got 15\\)"):
         load_config(None, ["task=translation", "model.bidirectional=true",
                            "model.hidden_size=15"])
+
+
+def test_scst_tunes_the_translator_with_sentence_bleu_rewards(trained, dates):
+    """Self-critical training from the trained weights: the reward is each sampled
+    translation's sentence BLEU (0..1), the trained model's samples earn most of it, and
+    a step changes the weights."""
+    task, _, _ = trained
+    datamodule = TranslationDataModule(str(dates / "shards"), batch_size=32, num_workers=0)
+    tuned = TranslationTask(**{**task.hparams, "self_critical": {"samples": 3,
+                                                                  "baseline": "greedy"}})
+    tuned.load_state_dict(task.state_dict())
+    rewards: list[tuple[float, float]] = []
+
+    class Rewards(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            metrics = trainer.callback_metrics
+            rewards.append((float(metrics["train_reward"]),
+                            float(metrics["train_baseline_reward"])))
+
+    pl.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0, accelerator="cpu",
+               logger=False, enable_progress_bar=False, enable_checkpointing=False,
+               enable_model_summary=False, callbacks=[Rewards()]).fit(tuned, datamodule=datamodule)
+    assert len(rewards) == 3
+    assert all(0.5 < reward <= 1.0 and 0.5 < baseline <= 1.0 for reward, baseline in rewards)
+    assert any(not torch.equal(value, task.state_dict()[key])
+               for key, value in tuned.state_dict().items())
