@@ -137,11 +137,19 @@ def config_for_cluster(
     if config.data.path is None:  # the built-in sample, generated on the shared volume
         config.data.sample = config.data.sample or DEFAULT_SAMPLES[config.task]
         config.data.path = f"data/sample-{config.data.sample}"
-    if "://" not in config.data.path and not config.data.path.startswith(("pipe:", "/")):
-        config.data.path = f"{SHARED_MOUNT}/{config.data.path}"
+    config.data.path = _on_shared_volume(config.data.path)
+    if config.train.init_from is not None:  # a checkpoint under the shared runs folder
+        config.train.init_from = _on_shared_volume(config.train.init_from)
     # Never a URI in a manifest: the pods read MLFLOW_TRACKING_URI from the Secret.
     config.tracking.uri = None
     return config
+
+
+def _on_shared_volume(path: str) -> str:
+    """A relative local path as the pods see it: under the shared volume's mount."""
+    if "://" in path or path.startswith(("pipe:", "/")):
+        return path
+    return f"{SHARED_MOUNT}/{path}"
 
 
 def config_map(

@@ -148,6 +148,14 @@ def test_embedded_config_is_the_validated_config_as_the_cluster_runs_it():
     assert head["volumes"][-1]["configMap"]["name"] == config_map["metadata"]["name"]
 
 
+def test_a_relative_init_from_checkpoint_is_read_from_the_shared_volume():
+    config_map, _ = render_config(REPO / "configs" / "flickr8k_efficientnet_cpu.yaml",
+                                  "train.objective=scst",
+                                  "train.init_from=runs/flickr8k/checkpoint_000019")
+    embedded = yaml.safe_load(config_map["data"]["experiment.yaml"])
+    assert embedded["train"]["init_from"] == "/mnt/shared/runs/flickr8k/checkpoint_000019"
+
+
 def test_tracking_uri_and_credentials_come_from_a_secret_not_the_manifest():
     # A URI with a password is refused when the config loads; the host stays out too.
     manifests = render_config(None, "tracking.uri=http://mlflow.internal:5000")
