@@ -342,13 +342,13 @@ def best_hypotheses(
     return [nbest[0] for nbest in found]
 
 
-def decoding_config(settings: EvalSettings, vocab: Tokenizer, beam_size: int, nbest: int = 1,
+def decoding_config(settings: EvalSettings, vocab: Tokenizer, beam_size: int,
                     ratio: bool = False) -> DecodingConfig:
     """The search settings of a generating task's eval section; the max length ratio
     applies only where there are source lengths to take it of (`ratio`)."""
     return DecodingConfig(
         bos_id=vocab.index[BOS], eos_id=vocab.index[EOS], pad_id=vocab.index[PAD],
-        beam_size=beam_size, nbest=nbest, max_length=settings.max_length,
+        beam_size=beam_size, max_length=settings.max_length,
         max_length_ratio=settings.max_length_ratio if ratio else None,
         length_penalty=settings.length_penalty, alpha=settings.alpha,
         no_repeat_ngram_size=settings.no_repeat_ngram_size,

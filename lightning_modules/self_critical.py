@@ -113,13 +113,12 @@ def _baseline(
 
 def sequence_log_probs(
     decoder: StepDecoder, state: Any, sequences: list[list[int]], owners: list[int],
-    search: DecodingConfig, device: torch.device, caps: list[int] | None = None,
+    search: DecodingConfig, device: torch.device, caps: list[int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The log-probability (with gradient) of each token of each sequence, its EOS included,
     as the search drew it, decoding from its owner's row of `state`: (N, T) log-probs and
-    the (N, T) mask of the positions that count. `caps`: each sequence's length cap
-    (default: the search's max length), where the search forced EOS."""
-    caps = caps or [search.max_length] * len(sequences)
+    the (N, T) mask of the positions that count. `caps`: each sequence's length cap, where
+    the search forced EOS."""
     length = max(len(tokens) for tokens in sequences) + 1
     fed = torch.full((len(sequences), length), search.pad_id, dtype=torch.long)
     wanted = torch.full_like(fed, search.eos_id)  # past the end: drawable, masked out

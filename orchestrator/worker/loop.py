@@ -79,9 +79,9 @@ def _train_and_test(loop_config: dict[str, Any], config: ExperimentConfig) -> No
     # a restarted worker group continues from this run's last report; a new run may start
     # from another run's checkpoint (a PBT clone)
     checkpoint = ray.train.get_checkpoint() or loop_config.get("start_from")
-    if checkpoint is None and config.train.init_from is not None:
-        load_initial_weights(module, config)
     if checkpoint is None:
+        if config.train.init_from is not None:  # another run's weights, this run's optimiser
+            load_initial_weights(module, config)
         trainer.fit(module, datamodule=datamodule)
     else:
         with checkpoint.as_directory() as folder:

@@ -89,7 +89,7 @@ def test_a_samples_log_probability_is_that_of_the_search_that_drew_it():
         decoder.logits.copy_(torch.tensor([5.0, 5.0, 1.0, 2.0]))
     log_probs, mask = sequence_log_probs(decoder, {"rows": torch.zeros(3, 1)},
                                          [[3, 3], [], [3, 3, 3, 3]], [0, 1, 2], SEARCH,
-                                         torch.device("cpu"))
+                                         torch.device("cpu"), [SEARCH.max_length] * 3)
     drawable = torch.log_softmax(torch.tensor([1.0, 2.0]), dim=-1)  # EOS, 3
     assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0]]
     expected = [2 * drawable[1] + drawable[0], drawable[0], 4 * drawable[1]]
