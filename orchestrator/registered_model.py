@@ -5,8 +5,8 @@ Each launch logs its best checkpoint as an MLflow pyfunc made from code
 (`pyfunc_model.py`: nothing pickled; the checkpoint, read weights-only, carries the weights,
 vocabulary and config), with a signature and an input example per task. The model becomes
 a version of the registered model named after the experiment, and the alias
-(`tracking.model_alias`, "best") moves to it only when its run scores better on the task's
-monitor metric than the run behind the version that holds the alias.
+(`tracking.model_alias`, "best") points at the version whose run scored best on the task's
+monitor metric.
 
 Logging stays cheap: it runs at the end of every launch and sweep trial, so the model is
 never loaded here (MLflow's `log_model` would load it to validate the input example, and
@@ -21,9 +21,12 @@ import atexit
 import logging
 import math
 import os
+import random
 import re
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     from orchestrator.config import ExperimentConfig
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+SCORE_TAG = "score"  # a version's run's best monitor value, tagged when it is registered
+ALIAS_ATTEMPTS = 20
 LOGGED_MODEL_NAME = "model"  # the pyfunc's name among the run's logged models
 CHECKPOINT_ARTIFACT = f"artifacts/{CHECKPOINT_FILE}"  # inside the model's folder
 # The packages the pyfunc imports, pinned to this install (never inferred: MLflow would
@@ -82,10 +87,9 @@ def log_best_model(uri: str, run_id: str, config: ExperimentConfig,
     if not config.tracking.register_model:
         return None
     name = config.tracking.experiment  # a valid model name (TrackingConfig checks it)
-    version = _new_version(client, name, run_id, (model_id, location), config.task)
-    alias = config.tracking.model_alias
-    if _better_than_holder(client, name, alias, run_id, config.task):
-        client.set_registered_model_alias(name, alias, version)
+    score = best_score(client, run_id, config.task)
+    version = _new_version(client, name, run_id, (model_id, location), config.task, score)
+    point_alias_at_best(client, name, config.tracking.model_alias, version, config.task)
     return version
 
 
@@ -210,7 +214,7 @@ def pip_requirements() -> list[str]:
 
 
 def _new_version(client: MlflowClient, name: str, run_id: str, logged: tuple[str, str],
-                 task: str) -> str:
+                 task: str, score: float | None) -> str:
     """A new version of the registered model `name` (created on its first use) from the
     logged model (id, artifact location). The source is the location, not `models:/ID`:
     MLflow's sqlite registry resolves that through the process-wide tracking URI, which
@@ -228,31 +232,74 @@ def _new_version(client: MlflowClient, name: str, run_id: str, logged: tuple[str
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
     model_id, location = logged
-    created = client.create_model_version(name, source=location, run_id=run_id,
-                                          tags={"task": task}, model_id=model_id)
+    tags = {"task": task} | ({SCORE_TAG: repr(score)} if score is not None else {})
+    created = client.create_model_version(name, source=location, run_id=run_id, tags=tags,
+                                          model_id=model_id)
     return str(created.version)
 
 
-def _better_than_holder(client: MlflowClient, name: str, alias: str, run_id: str,
-                        task: str) -> bool:
-    """Whether the run scores better on the task's monitor metric than the run behind the
-    version holding `alias`. A holder without a comparable score (no alias yet, another
-    task's model, a deleted run, no metric) gives way; a run without a score takes nothing."""
+def point_alias_at_best(client: MlflowClient, name: str, alias: str, version: str,
+                        task: str) -> None:
+    """Move `alias` to the version of `task` with the best score (`version`, just made, when
+    no version has a score and no version holds the alias yet).
+
+    MLflow has no compare-and-set, and a sweep's trials register at the same moment: two
+    writes of one alias at once make one fail (a unique key), and a write decided on an old
+    reading can land after a better one. So each run writes, then reads again until what
+    it reads is the best of the versions it sees; the last writer sees every version made
+    before it, so the alias ends on the best."""
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(ALIAS_ATTEMPTS):
+        holder = _alias_holder(client, name, alias)
+        target = _best_version(client, name, task) or (version if holder is None else None)
+        if target is None or target == holder:
+            return
+        try:
+            client.set_registered_model_alias(name, alias, target)
+        except MlflowException:  # another run wrote it in the same instant: read again
+            time.sleep(random.uniform(0.05, 0.5))
+    # the run and its version stand; only the alias may lag
+    print(f"could not move the alias {alias!r} of registered model {name!r} in "
+          f"{ALIAS_ATTEMPTS} attempts; set it in MLflow's UI", file=sys.stderr)
+
+
+def _alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        holder = client.get_model_version_by_alias(name, alias)
-        held = None
-        if holder.tags.get("task") == task and holder.run_id:
-            held = best_score(client, holder.run_id, task)
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
-        held = None
-    if held is None:
-        return True
-    score = best_score(client, run_id, task)
-    if score is None:
-        return False
-    return score > held if TASK_METRICS[task].mode == "max" else score < held
+        return None
+
+
+def _best_version(client: MlflowClient, name: str, task: str) -> str | None:
+    """The version of `task` whose run scored best on the task's monitor metric (the first
+    such version on a tie); versions of other tasks and without a score take no part."""
+    scored = []
+    for found in client.search_model_versions(f"name = '{name}'"):
+        if found.tags.get("task") != task:
+            continue
+        score = _version_score(client, found, task)
+        if score is not None:
+            scored.append((score, int(found.version)))
+    if not scored:
+        return None
+    sign = -1 if TASK_METRICS[task].mode == "max" else 1
+    return str(min(scored, key=lambda item: (sign * item[0], item[1]))[1])
+
+
+def _version_score(client: MlflowClient, found: ModelVersion, task: str) -> float | None:
+    """The score tagged at registration; a version registered before the tag existed is
+    scored from its run's history (a deleted run has none)."""
+    from mlflow.exceptions import MlflowException
+
+    if SCORE_TAG in found.tags:
+        return float(found.tags[SCORE_TAG])
+    try:
+        return best_score(client, found.run_id, task) if found.run_id else None
+    except MlflowException:
+        return None
 
 
 def best_score(client: MlflowClient, run_id: str, task: str) -> float | None:

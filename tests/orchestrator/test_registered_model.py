@@ -26,9 +26,15 @@ from orchestrator.lightning_modules.frame_classification import FrameClassificat
 from orchestrator.lightning_modules.frame_classifier import FrameClassifierConfig
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
-from orchestrator.registered_model import input_example, log_best_model, resolve_checkpoint
+from orchestrator.registered_model import (
+    SCORE_TAG,
+    input_example,
+    log_best_model,
+    resolve_checkpoint,
+)
 from orchestrator.run_files import CONFIG_KEY
 from orchestrator.worker.tasks import load_task_module
+from tests.concurrent_alias import point_alias_from_processes
 from tests.models import settings
 from tests.orchestrator.test_checkpoints import Payload
 from tests.registered_models import EXPERIMENT, dates_checkpoint, dates_config, logged_run
@@ -117,6 +123,24 @@ def test_the_alias_moves_to_a_better_run_and_stays_on_a_worse_one(
     for score, holder in zip(scores, holders, strict=True):
         logged_run(store, config, language_model, {monitor: score})  # the file is not read
         assert client.get_registered_model("moving").aliases == {"best": holder}
+
+
+def test_runs_that_register_at_the_same_moment_leave_the_alias_on_the_best(
+        store, language_model):
+    """A sweep's trials end together, each in its own process. Two writes of the alias at
+    the same moment once failed a trial (a unique key in the store)."""
+    config = load_config(None, ["task=translation", "tracking.experiment=together"])
+    client = MlflowClient(store)
+    scores = [30.0, 70.0, 50.0, 10.0, 60.0, 20.0]
+    client.create_registered_model("together")
+    versions = []
+    for score in scores:  # registered one by one; the alias is not set yet
+        run_id = tracking.start_run(store, "together", "run", {"task": "translation"})
+        versions.append(client.create_model_version(
+            "together", source="unused", run_id=run_id,
+            tags={"task": "translation", SCORE_TAG: repr(score)}).version)
+    assert point_alias_from_processes(store, "together", versions, config.task) == [0] * 6
+    assert client.get_registered_model("together").aliases == {"best": 2}
 
 
 def test_the_best_epoch_counts_not_the_last(store, language_model):
