@@ -1,7 +1,10 @@
-"""Shared fixtures: generated corpora on real shards, and one local Ray instance."""
+"""Shared fixtures: generated corpora on real shards, one local Ray instance, and new
+MLflow stores built from a copy of the session's first."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,38 @@ from orchestrator.cli import main
 from orchestrator.datasets.synthetic import markov_text
 from orchestrator.datasets.synthetic_captions import write_shapes_folder
 from orchestrator.datasets.text_shards import prepare_text
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_stores_from_a_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests open hundreds of new sqlite MLflow stores, and MLflow builds each by running
+    its schema migrations one by one (about 3 s of CPU a store here). The session's first
+    store is built that way; each later new store in this process receives a byte copy
+    of it (sqlite's backup API): the same schema at the same revision, still MLflow's
+    own store. Stores that launches open in other processes build themselves as usual."""
+    import sqlalchemy
+    from mlflow.store.db import utils
+    from mlflow.store.model_registry import sqlalchemy_store as registry_store
+
+    build = utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    build(sqlalchemy.create_engine(f"sqlite:///{template}"))
+
+    def copy_template(engine: sqlalchemy.engine.Engine) -> None:
+        if engine.url.get_backend_name() != "sqlite":
+            build(engine)
+            return
+        target = engine.raw_connection()
+        try:
+            with sqlite3.connect(template) as source:
+                source.backup(target.driver_connection)
+        finally:
+            target.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utils, "_initialize_tables", copy_template)
+        patch.setattr(registry_store, "_initialize_tables", copy_template)
+        yield
 
 
 @pytest.fixture
