@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def mlflow_stores_from_a_template(tmp_path_factory: pytest.TempPathFactory) -> I
 
     build = utils._initialize_tables
     template = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    build(sqlalchemy.create_engine(f"sqlite:///{template}"))
+    engine = sqlalchemy.create_engine(f"sqlite:///{template}")
+    build(engine)
+    engine.dispose()
 
     def copy_template(engine: sqlalchemy.engine.Engine) -> None:
         if engine.url.get_backend_name() != "sqlite":
@@ -36,7 +39,7 @@ def mlflow_stores_from_a_template(tmp_path_factory: pytest.TempPathFactory) -> I
             return
         target = engine.raw_connection()
         try:
-            with sqlite3.connect(template) as source:
+            with closing(sqlite3.connect(template)) as source:
                 source.backup(target.driver_connection)
         finally:
             target.close()

@@ -125,11 +125,9 @@ def test_the_alias_moves_to_a_better_run_and_stays_on_a_worse_one(
         assert client.get_registered_model("moving").aliases == {"best": holder}
 
 
-def test_runs_that_register_at_the_same_moment_leave_the_alias_on_the_best(
-        store, language_model):
+def test_runs_that_register_at_the_same_moment_leave_the_alias_on_the_best(store):
     """A sweep's trials end together, each in its own process. Two writes of the alias at
     the same moment once failed a trial (a unique key in the store)."""
-    config = load_config(None, ["task=translation", "tracking.experiment=together"])
     client = MlflowClient(store)
     scores = [30.0, 70.0, 50.0, 10.0, 60.0, 20.0]
     client.create_registered_model("together")
@@ -139,7 +137,7 @@ def test_runs_that_register_at_the_same_moment_leave_the_alias_on_the_best(
         versions.append(client.create_model_version(
             "together", source="unused", run_id=run_id,
             tags={"task": "translation", SCORE_TAG: repr(score)}).version)
-    assert point_alias_from_processes(store, "together", versions, config.task) == [0] * 6
+    assert point_alias_from_processes(store, "together", versions, "translation") == [0] * 6
     assert client.get_registered_model("together").aliases == {"best": 2}
 
 
