@@ -1,12 +1,14 @@
 """What a second Ray Train worker buys: training tokens/s of 2 workers x 1 thread against
 1 worker x 1 thread, on the same data and the same global batch, through `launch`.
 
-    python -m benchmarks.data_parallel [--epochs 4] [--tasks language_model translation
-                                                           translation-multi30k]
+    python -m benchmarks.data_parallel [--epochs 4] [--accumulate 1] [--tasks language_model
+                                              translation translation-multi30k]
 
 Goals (issue #15): >= 1.8 for the language model, >= 1.7 for translation. The 1-worker run
 takes the global batch on one worker; the 2-worker run splits it in halves, so both train
 the same samples per step and per epoch. Tokens/s are TokenThroughput's, summed over ranks.
+With `--accumulate N` both add up N batches per optimiser step
+(`train.accumulate_grad_batches`), so the workers exchange gradients once per N batches.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ def prepare_multi30k(shared: Path) -> None:
                  "--test", str(raw / "test_2016_flickr"), "--min-freq", "2")
 
 
-def rates(case: str, workers: int, epochs: int, global_batch: int) -> list[float]:
+def rates(case: str, workers: int, epochs: int, global_batch: int,
+          accumulate: int) -> list[float]:
     """Tokens/s per epoch of `workers` single-thread workers sharing the global batch."""
     task, folder, settings = SETTINGS[case]
     config = resolve_paths(load_config(None, [
         f"task={task}", f"data.path={WORK / folder}", *settings,
         f"data.batch_size={global_batch // workers}", f"train.batches_per_epoch={STEPS}",
-        f"train.max_epochs={epochs}", f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
+        f"train.max_epochs={epochs}", f"train.accumulate_grad_batches={accumulate}",
+        f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
         "ray.max_failures=0", f"tracking.uri=sqlite:///{WORK / 'mlflow.db'}",
         f"ray.storage_path={WORK / 'runs'}", f"name=bench-dp-{case}-{workers}w",
     ]))
@@ -61,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--global-batch", type=int, default=32)
+    parser.add_argument("--accumulate", type=int, default=1,
+                        help="batches per optimiser step (train.accumulate_grad_batches)")
     parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
                         default=["language_model", "translation"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
@@ -71,7 +77,8 @@ def main() -> None:
         prepare_multi30k(args.shared.resolve())
     rows, ratios = [], []
     for task in args.tasks:
-        one, two = (rates(task, workers, args.epochs, args.global_batch) for workers in (1, 2))
+        one, two = (rates(task, workers, args.epochs, args.global_batch, args.accumulate)
+                    for workers in (1, 2))
         one_rate, two_rate = steady(one), steady(two)
         ratios.append(f"{task} {two_rate / one_rate:.2f}")
         rows.append({"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
@@ -80,7 +87,8 @@ def main() -> None:
                      + "; " + ", ".join(f"{r:.0f}" for r in two)})
     notes = (f"2 workers / 1 worker: **{', '.join(ratios)}** (goals: language model >= 1.8, "
              f"translation >= 1.7). 1 thread per worker, global batch {args.global_batch} "
-             f"(1 x {args.global_batch} or 2 x {args.global_batch // 2}), {STEPS} steps per epoch, "
+             f"(1 x {args.global_batch} or 2 x {args.global_batch // 2}), "
+             f"{args.accumulate} batch(es) per optimiser step, {STEPS} batches per epoch, "
              f"{args.epochs} epochs, the tasks' generated sample data (translation-multi30k: "
              "Multi30k de-en and configs/multi30k_de_en_cpu.yaml's model), through `launch` "
              "on one local Ray instance.")

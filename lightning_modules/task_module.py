@@ -19,13 +19,16 @@ class TaskModule(pl.LightningModule):
     model: nn.Module
 
     def log_training_loss(self, loss: torch.Tensor) -> torch.Tensor:
-        """Log the step's loss; a NaN or infinite loss stops training with what to change."""
+        """Keep the batch's loss for the step's `train_loss`; a NaN or infinite loss stops
+        training with what to change."""
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}; "
                 "lower optim.lr or set optim.clip"
             )
-        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        if not hasattr(self, "_step_losses"):
+            self._step_losses: list[torch.Tensor] = []
+        self._step_losses.append(loss.detach())
         return loss
 
     def log_and_reset(self, metrics: MetricCollection) -> None:
@@ -35,6 +38,12 @@ class TaskModule(pl.LightningModule):
         metrics.reset()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # One point per optimiser step: the mean loss of the batches whose gradients it
+        # applies (several with train.accumulate_grad_batches), as fairseq logs an update.
+        losses, self._step_losses = getattr(self, "_step_losses", []), []
+        if losses:
+            self.log("train_loss", torch.stack(losses).mean(), on_step=True, on_epoch=False,
+                     prog_bar=True)
         # Lightning clips after this hook, so this is the norm before clipping.
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)

@@ -210,6 +210,12 @@ class TrainConfig(_Section):
     # Batches per rank per epoch; null derives it from the train split's token count.
     batches_per_epoch: int | None = Field(None, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
+    # Batches whose gradients add up before each optimiser step (fairseq's --update-freq,
+    # OpenNMT's accum_count): a step sees accumulate_grad_batches x data.batch_size x workers
+    # examples, and data-parallel workers exchange gradients once per step, not per batch.
+    # Steps (and so lr schedules, scheduled sampling, log_every_n_steps) count optimiser
+    # steps; train.batches_per_epoch still counts batches.
+    accumulate_grad_batches: int = Field(1, ge=1)
     # Lightning's progress bar: a launch's workers write it to their Ray log files (the
     # console shows a line per epoch), so it is off unless asked for; `eval` shows it here.
     progress_bar: bool = False

@@ -168,6 +168,7 @@ def _make_trainer(
                    *keepers, ConfigInCheckpoint(config),
                    RayTrainReportCallback()],
         logger=logger,
+        accumulate_grad_batches=config.train.accumulate_grad_batches,
         gradient_clip_val=clip,
         gradient_clip_algorithm=config.optim.clip_mode if clip is not None else None,
         log_every_n_steps=config.train.log_every_n_steps,
