@@ -291,13 +291,17 @@ def _best_version(client: MlflowClient, name: str, task: str) -> str | None:
 
 def _version_score(client: MlflowClient, found: ModelVersion, task: str) -> float | None:
     """The score tagged at registration; a version registered before the tag existed is
-    scored from its run's history (a deleted run has none)."""
+    scored from its run's history. A version whose run was deleted (a user's verdict on
+    the run) or is gone has none, so the alias leaves it."""
     from mlflow.exceptions import MlflowException
 
-    if SCORE_TAG in found.tags:
-        return float(found.tags[SCORE_TAG])
     try:
-        return best_score(client, found.run_id, task) if found.run_id else None
+        run = client.get_run(found.run_id) if found.run_id else None
+        if run is None or run.info.lifecycle_stage == "deleted":
+            return None
+        if SCORE_TAG in found.tags:
+            return float(found.tags[SCORE_TAG])
+        return best_score(client, found.run_id, task)
     except MlflowException:
         return None
 

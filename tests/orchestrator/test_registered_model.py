@@ -141,6 +141,17 @@ def test_runs_that_register_at_the_same_moment_leave_the_alias_on_the_best(store
     assert client.get_registered_model("together").aliases == {"best": 2}
 
 
+def test_a_deleted_run_gives_the_alias_up_to_the_best_run_left(store, language_model):
+    config = load_config(None, ["task=translation", "tracking.experiment=deleting"])
+    client = MlflowClient(store)
+    logged_run(store, config, language_model, {"val_bleu": 40.0})
+    best_run, _ = logged_run(store, config, language_model, {"val_bleu": 60.0})
+    assert client.get_registered_model("deleting").aliases == {"best": 2}
+    client.delete_run(best_run)  # its version stays in the registry, tagged with its score
+    logged_run(store, config, language_model, {"val_bleu": 30.0})
+    assert client.get_registered_model("deleting").aliases == {"best": 1}
+
+
 def test_the_best_epoch_counts_not_the_last(store, language_model):
     """The logged model is the best checkpoint, so a run is judged by its best value."""
     config = load_config(None, ["task=translation", "tracking.experiment=epochs"])
