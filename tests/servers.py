@@ -72,10 +72,12 @@ def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
 
 
 def wait_for_http(
-    url: str, process: subprocess.Popen | None = None, timeout_s: float = 120.0
+    url: str, process: subprocess.Popen | None = None, timeout_s: float = 300.0
 ) -> None:
     """Until `url` answers at all (an HTTP error is an answer: 401 without a token);
-    fails early if the server `process` exits."""
+    fails early if the server `process` exits. The wait is long because starting is slow
+    on a loaded machine: `orchestrator ui` answers in 16 s alone on 2 cores, and once took
+    over 120 s while the other test process trained beside it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

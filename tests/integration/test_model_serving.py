@@ -53,7 +53,7 @@ def test_mlflow_models_serve_translates_a_sentence_from_the_registered_model(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/ping", server, timeout_s=180)
+        wait_for_http(f"{url}/ping", server)
         answer = invoke(url, {"dataframe_split": {"columns": ["text"], "data": [[sentence]]},
                               "params": {"beam_size": 3}})
         assert answer == {"predictions": [translation]}, (tmp_path / "serve.log").read_text()
