@@ -77,7 +77,7 @@ def wait_for_http(
     """Until `url` answers at all (an HTTP error is an answer: 401 without a token);
     fails early if the server `process` exits. The wait is long because starting is slow
     on a loaded machine: `orchestrator ui` answers in 16 s alone on 2 cores, and once took
-    over 120 s while the other test process trained beside it."""
+    over 120 s while a second test process trained beside it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
