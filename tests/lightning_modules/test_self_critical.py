@@ -1,7 +1,7 @@
 """Self-critical sequence training: on a toy decoder a reward that favours one token raises
 that token's probability (with either baseline) and one that favours nothing changes
 nothing; the corpus CIDEr-D is pycocoevalcap's; a captioner tuned with SCST from its
-cross-entropy weights earns more reward as it trains."""
+cross-entropy weights earns more reward as it trains on a batch."""
 
 from __future__ import annotations
 
@@ -141,21 +141,49 @@ class Rewards(pl.Callback):
         self.seen.append(float(trainer.callback_metrics["train_reward"]))
 
 
+class OneBatchDataModule(CaptionDataModule):
+    """Training sees the first batch `steps` times: what SCST learns is then measured
+    against sampling noise only, not against which images a step happened to draw."""
+
+    steps = 80
+
+    def train_dataloader(self) -> _Repeated:
+        if not hasattr(self, "batch"):
+            self.batch = next(iter(super().train_dataloader()))
+        return _Repeated(self.batch, self.steps)
+
+
+class _Repeated:
+    def __init__(self, batch: dict, times: int) -> None:
+        self.batch, self.times = batch, times
+
+    def __iter__(self):
+        return iter([self.batch] * self.times)
+
+    def __len__(self) -> int:
+        return self.times
+
+
 def test_scst_from_cross_entropy_weights_earns_more_reward_as_it_trains(shape_captions):
+    """Rewards of steps 1-10 against steps 71-80 on one batch. Over all the training
+    images (three epochs, as this test did before) the rise was 1.03-1.5x with the seed
+    and the machine, and 1.02x on CI; on one batch, 12 seeds and thread counts gave
+    1.55-2.66x."""
     pl.seed_everything(0, verbose=False)
-    datamodule = CaptionDataModule(str(shape_captions), batch_size=16, num_workers=0,
-                                   image_size=32, batches_per_epoch=20)
+    arguments = {"batch_size": 16, "num_workers": 0, "image_size": 32, "batches_per_epoch": 20}
+    datamodule = CaptionDataModule(str(shape_captions), **arguments)
     trainer_settings = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
                         "enable_checkpointing": False, "enable_model_summary": False,
                         "num_sanity_val_steps": 0, "limit_val_batches": 0}
     cross_entropy = _captioner(datamodule, None, lr=3e-3)
     pl.Trainer(max_epochs=2, **trainer_settings).fit(cross_entropy, datamodule=datamodule)
 
-    tuned = _captioner(datamodule, {"samples": 4, "baseline": "greedy"}, lr=1e-3)
+    one_batch = OneBatchDataModule(str(shape_captions), **arguments)
+    tuned = _captioner(one_batch, {"samples": 4, "baseline": "greedy"}, lr=1e-3)
     tuned.load_state_dict(cross_entropy.state_dict())
     rewards = Rewards()
-    pl.Trainer(max_epochs=3, callbacks=[rewards], **trainer_settings).fit(
-        tuned, datamodule=datamodule)
-    first, last = rewards.seen[:20], rewards.seen[-20:]
-    # here: 1.17 over the first 20 steps, 1.35 over the last 20 (CIDEr-D of the samples)
-    assert sum(last) / 20 > 1.08 * sum(first) / 20, rewards.seen
+    pl.Trainer(max_epochs=1, callbacks=[rewards], **trainer_settings).fit(
+        tuned, datamodule=one_batch)
+    first, last = rewards.seen[:10], rewards.seen[-10:]
+    assert len(rewards.seen) == OneBatchDataModule.steps
+    assert sum(last) > 1.3 * sum(first), rewards.seen  # CIDEr-D of the samples
