@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,12 +15,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.inputs import free_port
-
 __all__ = ["ADMIN_PASSWORD", "auth_mlflow_server", "free_port", "start_mlflow_server",
            "stop_process_group", "wait_for_http"]
 
 ADMIN_PASSWORD = "a-long-admin-password-1"
+
+
+# Ports tests hand to servers come from 20000-29999: above Ray's worker ports (10002-19999)
+# and below the kernel's ephemeral range (32768-60999), from which the code under test
+# takes its own (a local Ray's dashboard, port 0 binds). Each pytest-xdist process has its
+# own thousand, so a port one process chose cannot be taken by another before it binds.
+_XDIST_PROCESS = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+_FIRST_TEST_PORT = 20000 + 1000 * _XDIST_PROCESS
+_next_candidate = itertools.cycle(range(_FIRST_TEST_PORT, _FIRST_TEST_PORT + 1000))
+
+
+def free_port() -> int:
+    """A loopback port free now, never one this process handed out in its last 999 calls
+    (several may be asked for before any is bound) nor one another test process uses."""
+    for port in itertools.islice(_next_candidate, 1000):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_FIRST_TEST_PORT}-{_FIRST_TEST_PORT + 999}")
 
 
 @contextmanager
