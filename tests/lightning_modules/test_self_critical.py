@@ -145,7 +145,7 @@ class OneBatchDataModule(CaptionDataModule):
     """Training sees the first batch `steps` times: what SCST learns is then measured
     against sampling noise only, not against which images a step happened to draw."""
 
-    steps = 80
+    steps = 120
 
     def train_dataloader(self) -> _Repeated:
         if not hasattr(self, "batch"):
@@ -165,10 +165,11 @@ class _Repeated:
 
 
 def test_scst_from_cross_entropy_weights_earns_more_reward_as_it_trains(shape_captions):
-    """Rewards of steps 1-10 against steps 71-80 on one batch. Over all the training
-    images (three epochs, as this test did before) the rise was 1.03-1.5x with the seed
-    and the machine, and 1.02x on CI; on one batch, 12 seeds and thread counts gave
-    1.55-2.66x."""
+    """Rewards of steps 1-20 against steps 101-120 on one batch, 8 samples per image.
+    Over all the training images (three epochs, as this test did first) the rise was
+    1.03-1.5x with the seed and the machine, and 1.02x on CI; on one batch with 4 samples
+    over 80 steps, 1.55-2.66x here but 1.28x in CI's second test process; as now, 14 seeds
+    and thread counts gave 2.02-2.79x."""
     pl.seed_everything(0, verbose=False)
     arguments = {"batch_size": 16, "num_workers": 0, "image_size": 32, "batches_per_epoch": 20}
     datamodule = CaptionDataModule(str(shape_captions), **arguments)
@@ -179,11 +180,11 @@ def test_scst_from_cross_entropy_weights_earns_more_reward_as_it_trains(shape_ca
     pl.Trainer(max_epochs=2, **trainer_settings).fit(cross_entropy, datamodule=datamodule)
 
     one_batch = OneBatchDataModule(str(shape_captions), **arguments)
-    tuned = _captioner(one_batch, {"samples": 4, "baseline": "greedy"}, lr=1e-3)
+    tuned = _captioner(one_batch, {"samples": 8, "baseline": "greedy"}, lr=1e-3)
     tuned.load_state_dict(cross_entropy.state_dict())
     rewards = Rewards()
     pl.Trainer(max_epochs=1, callbacks=[rewards], **trainer_settings).fit(
         tuned, datamodule=one_batch)
-    first, last = rewards.seen[:10], rewards.seen[-10:]
+    first, last = rewards.seen[:20], rewards.seen[-20:]
     assert len(rewards.seen) == OneBatchDataModule.steps
-    assert sum(last) > 1.3 * sum(first), rewards.seen  # CIDEr-D of the samples
+    assert sum(last) > 1.5 * sum(first), rewards.seen  # CIDEr-D of the samples
