@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -54,22 +53,21 @@ def mlflow_stores_from_a_template(tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(autouse=True)
 def tracking_uri_left_as_found() -> Iterator[None]:
-    """`mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI, for subprocesses, and
-    code under test calls it (the worker's metric logger). Left set, one test's store
-    became a later test's default: in two test processes, `orchestrator ui` started after
-    a metric-delivery test talked to that test's stopped server for minutes."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
-    if os.environ.get("MLFLOW_TRACKING_URI") == before:
-        return
-    if "mlflow" in sys.modules:
-        import mlflow
+    """`mlflow.set_tracking_uri` sets MLflow's default store and, for subprocesses,
+    $MLFLOW_TRACKING_URI; code under test calls it (Lightning's MLflow logger, the worker's
+    metric logger). Left set, one test's store became a later test's default: in two test
+    processes, `orchestrator ui` started after a metric-delivery test talked to that
+    test's stopped server for minutes. Both are put back as they were."""
+    from mlflow.tracking._tracking_service import utils
 
-        mlflow.set_tracking_uri(before)  # MLflow's own default too, not only the variable
-    if before is None:
+    default_before = utils._tracking_uri
+    variable_before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    utils._tracking_uri = default_before
+    if variable_before is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+        os.environ["MLFLOW_TRACKING_URI"] = variable_before
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ cross-entropy weights earns more reward as it trains on a batch."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -148,9 +150,7 @@ class OneBatchDataModule(CaptionDataModule):
     steps = 120
 
     def train_dataloader(self) -> _Repeated:
-        if not hasattr(self, "batch"):
-            self.batch = next(iter(super().train_dataloader()))
-        return _Repeated(self.batch, self.steps)
+        return _Repeated(next(iter(super().train_dataloader())), self.steps)
 
 
 class _Repeated:
@@ -158,7 +158,7 @@ class _Repeated:
         self.batch, self.times = batch, times
 
     def __iter__(self):
-        return iter([self.batch] * self.times)
+        return itertools.repeat(self.batch, self.times)
 
     def __len__(self) -> int:
         return self.times

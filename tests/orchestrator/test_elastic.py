@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import mlflow
 import pytest
 import pytorch_lightning as pl
 from mlflow.tracking import MlflowClient
@@ -83,11 +82,8 @@ def test_a_run_survives_a_few_worker_failures_by_default():
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # Lightning's logger sets it; put back
-    yield uri
-    mlflow.set_tracking_uri(None)
+def store(tmp_path):
+    return f"sqlite:///{tmp_path}/mlflow.db"
 
 
 class SeenMidEpoch(pl.Callback):

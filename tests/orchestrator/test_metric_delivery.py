@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from mlflow.tracking._tracking_service import utils as mlflow_tracking_utils
 
 from orchestrator import tracking, undelivered
 from orchestrator.cli import main
@@ -38,9 +37,6 @@ def away(monkeypatch: pytest.MonkeyPatch) -> str:
     for name in metric_delivery.HTTP_SETTINGS:
         monkeypatch.setenv(name, "0" if name != "MLFLOW_HTTP_REQUEST_TIMEOUT" else "5")
     monkeypatch.setattr(metric_delivery, "RETRY_S", 0.1)  # the end of training's retries
-    # the logger points MLflow's global URI at the server; it is put back after the test
-    monkeypatch.setattr(mlflow_tracking_utils, "_tracking_uri", mlflow_tracking_utils._tracking_uri)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return f"http://127.0.0.1:{free_port()}"
 
 
