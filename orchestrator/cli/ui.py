@@ -28,15 +28,22 @@ def _ui(args: argparse.Namespace) -> int:
 
     from orchestrator.config import load_config
     from orchestrator.resume import mark_stale_runs, resume_command
-    from orchestrator.tracking import artifact_root, resolve_tracking_uri
+    from orchestrator.tracking import artifact_root, check_reachable, resolve_tracking_uri
 
     path, overrides = split_items(args.items)
     config = load_config(path, overrides)
     uri = resolve_tracking_uri(config.tracking)
+    # a stale $MLFLOW_TRACKING_URI would otherwise cost minutes of MLflow's retries
+    check_reachable(uri)
     # launches whose driver was killed would show as running forever
     for run_id in mark_stale_runs(MlflowClient(uri), config.tracking.experiment):
         print(f"run {run_id}: its driver is gone; marked KILLED (continue it with "
               f"`{resume_command(run_id, uri)}`)")
+    if uri.startswith(("http://", "https://")):
+        # a tracking server serves its own UI; a second one could not open its store
+        page = runs_page(uri.rstrip("/"), MlflowClient(uri), config.tracking.experiment)
+        print(f"MLflow UI of the tracking server: {page}")
+        return 0
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
     if artifact_root(uri):
