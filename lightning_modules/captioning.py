@@ -129,8 +129,10 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         self.val_perplexity.reset()
         self.log_dict({"val_perplexity": perplexity, "val_loss": perplexity.log()},
                       sync_dist=True)
-        scores = self._scores("val")
-        self.log_dict({f"val_{name}": value for name, value in scores.items()}, sync_dist=True)
+        if self.eval_settings.val_bleu_batches:  # 0: scored in the background instead
+            scores = self._scores("val")
+            self.log_dict({f"val_{name}": value for name, value in scores.items()},
+                          sync_dist=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         generated = {beam_size: self._collect(f"beam{beam_size}", batch, beam_size)

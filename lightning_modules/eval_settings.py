@@ -22,7 +22,9 @@ class EvalSettings:
     max_length_ratio: float | None  # of the source length (translation)
     no_repeat_ngram_size: int
     ban_unk: bool  # never write the unknown-word token
-    val_bleu_batches: int  # validation batches decoded (greedy) each epoch
+    # validation batches decoded (greedy) each epoch; 0 while a Ray task scores each
+    # epoch's checkpoint on the whole split (train.background_validation)
+    val_bleu_batches: int
     meteor: bool  # captioning: also METEOR (needs Java)
     # translation: each <unk> becomes the most-attended source token; a default, so that
     # checkpoints saved before it load

@@ -113,8 +113,8 @@ class TranslationTask(EvaluatedWithSettings, TaskModule):
         self.val_perplexity.reset()
         self.log_dict({"val_perplexity": perplexity, "val_loss": perplexity.log()},
                       sync_dist=True)
-        bleu, _ = self._bleu("val")
-        self.log("val_bleu", bleu, sync_dist=True)
+        if self.eval_settings.val_bleu_batches:  # 0: scored in the background instead
+            self.log("val_bleu", self._bleu("val")[0], sync_dist=True)
 
     def test_step(self, batch: TranslationBatch, batch_idx: int) -> None:
         for beam_size in self.eval_settings.beam_sizes:

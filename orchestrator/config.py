@@ -235,6 +235,12 @@ class TrainConfig(_Section):
     # model settings and vocabulary; checked before anything starts. A resumed run
     # continues from its own checkpoint instead.
     init_from: str | None = None
+    # Decoding tasks: score each epoch's checkpoint on the whole validation split in a Ray
+    # task beside training (Ray Train's asynchronous validation), instead of greedy-decoding
+    # eval.val_bleu_batches batches inside the epoch; that score picks the best checkpoint
+    # and the weights tested. The task needs the Ray resource `background_validation`,
+    # which a local instance has (orchestrator/worker/background_validation.py).
+    background_validation: bool = False
 
     @model_validator(mode="after")
     def _scst_starts_from_weights(self) -> TrainConfig:
@@ -420,6 +426,12 @@ class ExperimentConfig(_Section):
         if self.train.scheduled_sampling.decay != "none" and self.task not in DECODER_TASKS:
             raise ValueError("train.scheduled_sampling feeds a decoder its own tokens, so it is "
                              f"for tasks {', '.join(DECODER_TASKS)} (got task {self.task})")
+        if self.train.background_validation and self.task not in DECODER_TASKS:
+            raise ValueError("train.background_validation decodes the validation split, so it "
+                             f"is for tasks {', '.join(DECODER_TASKS)} (got task {self.task})")
+        if self.train.background_validation and self.train.average_last > 1:
+            raise ValueError("train.average_last validates the averaged weights inside the run; "
+                             "with train.background_validation=true set it to 1")
         if self.train.objective == "scst" and self.task not in DECODER_TASKS:
             raise ValueError("train.objective=scst rewards a decoder's outputs, so it is for "
                              f"tasks {', '.join(DECODER_TASKS)} (got task {self.task})")

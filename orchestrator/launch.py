@@ -57,6 +57,11 @@ from orchestrator.run_files import (
 )
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.task_params import task_params
+from orchestrator.worker.background_validation import (
+    VALIDATION_RESOURCE,
+    check_scoring_node,
+    validation_config,
+)
 from orchestrator.worker.entry import train_worker
 
 
@@ -86,7 +91,10 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
     client = MlflowClient(uri)
     mark_stale_runs(client, config.tracking.experiment)
     resume = resume or unfinished_pinned_run(client, config)
-    connect_ray(config.ray.address)  # joined before the run: a failure leaves no run behind
+    # joined before the run: a failure leaves no run behind
+    connect_ray(config.ray.address, resources=(
+        {VALIDATION_RESOURCE: 1} if config.train.background_validation else None))
+    check_scoring_node(config)
     if resume is None:
         run_name = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_name = os.environ.get(RUN_NAME_ENV) or run_name
@@ -171,6 +179,8 @@ def _fit(
     judged_by = TASK_METRICS[config.task]
     trainer = TorchTrainer(
         train_worker,
+        validation_config=(validation_config(uri, run_id, _credentials_for_workers())
+                           if config.train.background_validation else None),
         train_loop_config={
             "config": config, "tracking_uri": uri, "run_id": run_id,
             "tracking_credentials": _credentials_for_workers(), "eval_variants": eval_variants,

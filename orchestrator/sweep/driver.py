@@ -76,6 +76,11 @@ def check_sweep(sweep: SweepConfig) -> ExperimentConfig:
     fails in a second rather than in trial 7."""
     base = resolve_paths(_with_values(load_config(sweep.base), sweep.overrides, "overrides"))
     _check_axes(sweep, base)
+    if base.train.background_validation or "train.background_validation" in sweep.space:
+        # a trial's scheduler ranks it at each epoch's report, before a background score
+        raise OrchestratorError("train.background_validation cannot be swept or set in a "
+                                "sweep: its schedulers rank trials at each epoch's end, "
+                                "before a background score exists; leave it false")
     if sweep.evaluate and TASK_METRICS[base.task].beam_metric is None:
         raise OrchestratorError(f"task {base.task} does not decode, so it has no evaluation "
                                 f"axes; remove `evaluate:` ({', '.join(sweep.evaluate)})")

@@ -36,6 +36,7 @@ from orchestrator.run_files import SAMPLES_FILE, SAMPLES_SEPARATOR
 from orchestrator.task_metrics import TASK_METRICS
 from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.undelivered import spill_folder
+from orchestrator.worker.background_scores import PendingScore, load_best_scored
 from orchestrator.worker.callbacks import ConfigInCheckpoint
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 from orchestrator.worker.restarts import FollowWorldSize, LogEpochLearningRate, LogEpochsOnce
@@ -67,7 +68,8 @@ def _train_and_test(loop_config: dict[str, Any], config: ExperimentConfig) -> No
     )
     judged_by = TASK_METRICS[config.task]
     best_weights = KeepBestWeights(judged_by.monitor, judged_by.mode)
-    keepers: list[pl.Callback] = [best_weights]
+    keepers: list[pl.Callback] = [
+        PendingScore(judged_by.monitor) if config.train.background_validation else best_weights]
     averaging = None  # copies the weights every epoch, so only when asked for
     if config.train.average_last > 1:
         averaging = AverageLastEpochs(config.train.average_last)
@@ -93,7 +95,11 @@ def _train_and_test(loop_config: dict[str, Any], config: ExperimentConfig) -> No
     final["epoch"] = trainer.current_epoch - 1  # the last epoch, as the epoch reports count
     if averaging is not None and averaging.ready:
         _offer_average(trainer, module, datamodule, averaging, best_weights, final)
-    best_weights.restore(module)  # test the best validation epoch, like the best checkpoint
+    # test the best validation epoch, like the best checkpoint
+    if config.train.background_validation:
+        final[judged_by.monitor] = load_best_scored(module, judged_by.monitor, judged_by.mode)
+    else:
+        best_weights.restore(module)
     for variant in loop_config.get("eval_variants") or [{}]:
         final.update(_test(trainer, module, datamodule, variant))
     # fit + test wall time: what a sweep's per-trial overhead is measured against
@@ -166,7 +172,7 @@ def _make_trainer(
         callbacks=[FollowWorldSize(config), LogEpochsOnce(), TokenThroughput(),
                    LogEpochLearningRate(), ApplyOptimSettings(),
                    *keepers, ConfigInCheckpoint(config),
-                   RayTrainReportCallback()],
+                   RayTrainReportCallback(validation=config.train.background_validation)],
         logger=logger,
         accumulate_grad_batches=config.train.accumulate_grad_batches,
         gradient_clip_val=clip,

@@ -80,6 +80,15 @@ def self_critical_settings(config: ExperimentConfig) -> dict[str, Any] | None:
     return config.train.scst.model_dump() if config.train.objective == "scst" else None
 
 
+def decoding_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """The eval section as a decoding module holds it. With train.background_validation
+    the epoch's own validation decodes nothing: a Ray task scores the whole split."""
+    settings = config.eval.model_dump()
+    if config.train.background_validation:
+        settings["val_bleu_batches"] = 0
+    return settings
+
+
 def _language_model_data(config: ExperimentConfig) -> LanguageModelDataModule:
     return LanguageModelDataModule(config.data.path, bptt=config.data.bptt,
                                    **stream_settings(config))
@@ -134,7 +143,7 @@ def _translation(
 ) -> TranslationTask:
     return TranslationTask(
         model=model_settings(config.model, Seq2SeqConfig), optim=config.optim.model_dump(),
-        eval_settings=config.eval.model_dump(), label_smoothing=config.model.label_smoothing,
+        eval_settings=decoding_settings(config), label_smoothing=config.model.label_smoothing,
         source_vocab=datamodule.source_vocab.tokens, target_vocab=datamodule.target_vocab.tokens,
         text=datamodule.manifest.text or {}, text_models=datamodule.text_models,
         scheduled_sampling=config.train.scheduled_sampling.model_dump(),
@@ -170,7 +179,7 @@ def _captioning(config: ExperimentConfig, datamodule: CaptionDataModule) -> Capt
     architecture = VideoCaptionerConfig if kind == "video" else ImageCaptionerConfig
     return CAPTIONERS[kind](
         model=model_settings(config.model, architecture), optim=config.optim.model_dump(),
-        eval_settings=config.eval.model_dump(), vocab=datamodule.vocab.tokens,
+        eval_settings=decoding_settings(config), vocab=datamodule.vocab.tokens,
         media=media_settings(config, kind),
         scheduled_sampling=config.train.scheduled_sampling.model_dump(),
         self_critical=self_critical_settings(config),

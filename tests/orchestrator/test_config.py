@@ -38,6 +38,13 @@ BAD_CONFIGS = [
     (["data.path=nowhere", "data.sample=null"], "has no dataset.json; make one with"),
     (["tracking.uri=http://127.0.0.1:9"], "cannot reach the MLflow tracking server at"),
     (["ray.gpus_per_worker=1"], "ray.gpus_per_worker > 0 needs ray.use_gpu=true"),
+    (["train.background_validation=true"],
+     "train.background_validation decodes the validation split, so it is for tasks "
+     "translation, image_captioning, video_captioning (got task language_model)"),
+    (["train.background_validation=true", "task=translation", "data.sample=dates",
+      "train.average_last=3"],
+     "train.average_last validates the averaged weights inside the run; with "
+     "train.background_validation=true set it to 1"),
 ]
 
 

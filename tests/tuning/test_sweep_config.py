@@ -62,6 +62,22 @@ def test_beam_axis_on_a_task_that_does_not_decode_is_refused(tmp_path, capsys):
     assert "task language_model does not decode" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["overrides", "space"])
+def test_background_validation_is_refused_in_a_sweep(where, tmp_path, capsys):
+    task = {"task": "translation", "data.sample": "dates"}
+    if where == "overrides":
+        path = write_sweep(tmp_path, "bg", {**task, "train.background_validation": True},
+                           {"model.cell": {"grid": ["gru"]}})
+    else:
+        path = write_sweep(tmp_path, "bg", task,
+                           {"train.background_validation": {"grid": [False, True]}})
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "train.background_validation cannot be swept or set in a sweep" in err
+    assert not (tmp_path / "sweeps").exists()
+
+
 SHIPPED_SWEEPS = sorted((Path(__file__).parents[2] / "configs" / "sweeps").glob("*.yaml"))
 
 
