@@ -9,6 +9,7 @@ store keys) comes from Secrets through `envFrom` and is never written into a man
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import yaml
 from orchestrator.config import DEFAULT_SAMPLES, ExperimentConfig
 from orchestrator.errors import OrchestratorError
 from orchestrator.run_files import RUN_NAME_ENV
+from orchestrator.worker.background_validation import VALIDATION_RESOURCE
 
 # Secrets the pods read with envFrom (created by the user, see k8s/README.md).
 MLFLOW_SECRET = "rnn-orchestrator-mlflow"  # MLFLOW_TRACKING_URI, _USERNAME, _PASSWORD
@@ -178,7 +180,8 @@ def ray_job(
             # Ray 2.60 requires a token by default; KubeRay makes one and hands it out.
             "authOptions": {"mode": "token"},
             "enableInTreeAutoscaling": profile.autoscaling,
-            "headGroupSpec": _head_group(job_name, profile, options.image),
+            "headGroupSpec": _head_group(job_name, profile, options.image,
+                                         config.train.background_validation),
             "workerGroupSpecs": [_worker_group(job_name, config, profile, options.image)],
         },
     }
@@ -195,8 +198,10 @@ def ray_job(
     }
 
 
-def _head_group(job_name: str, profile: Profile, image: str) -> dict[str, Any]:
-    """The head runs the driver (`orchestrator launch`) and no training worker."""
+def _head_group(job_name: str, profile: Profile, image: str,
+                scores_checkpoints: bool) -> dict[str, Any]:
+    """The head runs the driver (`orchestrator launch`) and no training worker; with
+    train.background_validation it also offers the resource the scoring task asks for."""
     resources = {"cpu": str(profile.head_cpu), "memory": profile.head_memory}
     container = _container("ray-head", image, resources)
     container["ports"] = [
@@ -208,8 +213,11 @@ def _head_group(job_name: str, profile: Profile, image: str) -> dict[str, Any]:
     container["volumeMounts"].append({"name": "experiment", "mountPath": CONFIG_MOUNT})
     volumes = _volumes()
     volumes.append({"name": "experiment", "configMap": {"name": f"{job_name}-config"}})
+    params = {"num-cpus": "0", "dashboard-host": "0.0.0.0"}
+    if scores_checkpoints:  # `ray start --resources` takes JSON, quoted for the shell
+        params["resources"] = json.dumps(json.dumps({VALIDATION_RESOURCE: 1}))
     return {
-        "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+        "rayStartParams": params,
         "template": {
             "metadata": {"labels": _labels(job_name)},
             "spec": {

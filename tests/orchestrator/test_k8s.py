@@ -123,6 +123,18 @@ def test_rayjob_is_sized_from_the_ray_section():
     assert head["rayStartParams"]["num-cpus"] == "0"
 
 
+@needs_crds
+def test_background_validation_gets_a_head_that_offers_the_scoring_resource():
+    config_map, job = render_config(REPO / "configs" / "multi30k_de_en_cpu.yaml",
+                                    "train.background_validation=true")
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
+    # the value KubeRay passes on to `ray start --resources`, quoted for the shell
+    assert head["rayStartParams"]["resources"] == '"{\\"background_validation\\": 1}"'
+    assert problems(job, CRDS) == []
+    _, plain = render_config(REPO / "configs" / "multi30k_de_en_cpu.yaml")
+    assert "resources" not in plain["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]
+
+
 def test_cpu_dev_has_no_gpus_and_a_fixed_size():
     _, job = render_config(None, "ray.num_workers=3", profile="cpu-dev")
     [workers] = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
