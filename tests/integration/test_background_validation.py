@@ -1,7 +1,7 @@
-"""train.background_validation for real: a local Ray offering the scoring resource, Ray
-Train's asynchronous validation, a real MLflow store. Each epoch's checkpoint is scored on
-the whole validation split beside training; that score is logged per epoch, picks the best
-checkpoint and the weights tested."""
+"""train.background_validation for real: a local Ray offering the scoring resource, two
+DDP workers, Ray Train's asynchronous validation, a real MLflow store. Each epoch's
+checkpoint is scored on the whole validation split beside training; that score is logged
+per epoch, picks the best checkpoint and the weights tested."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def translation_overrides(workdir, *extra: str) -> list[str]:
         "model.num_layers=1", "model.dropout=0.0", "optim.lr=0.005",
         f"train.max_epochs={EPOCHS}", "train.progress_bar=false", "train.batches_per_epoch=20",
         "train.background_validation=true", "eval.beam_sizes=[1]", "eval.val_bleu_batches=1",
-        "data.batch_size=32", "ray.num_workers=1", "ray.cpus_per_worker=1",
+        "data.batch_size=32", "ray.num_workers=2", "ray.cpus_per_worker=1",
         f"tracking.uri=sqlite:///{workdir}/mlflow.db", f"ray.storage_path={workdir}/runs",
         *extra,
     ]
