@@ -107,7 +107,8 @@ def launch(config: ExperimentConfig, resume: ResumePoint | None = None) -> Launc
         reopen(client, resume)
     try:
         with DriverHeartbeat(client, run_id), \
-                EpochProgress(uri, run_id, config.task, config.train.max_epochs):
+                EpochProgress(uri, run_id, config.task, config.train.max_epochs,
+                              config.train.background_validation):
             result = train_in_run(config, uri, run_id, run_name, manifest)
     except KeyboardInterrupt:
         _end_unless_away(uri, run_id, "KILLED")

@@ -24,10 +24,13 @@ class EpochProgress:
     """Prints `epoch 2/5  val_perplexity 1.71  train_loss 0.55  28.6k tokens/s  0:41`
     for every epoch while the `with` block (a Train run) runs."""
 
-    def __init__(self, uri: str, run_id: str, task: str, max_epochs: int):
+    def __init__(self, uri: str, run_id: str, task: str, max_epochs: int,
+                 scored_in_background: bool = False):
         self.client = MlflowClient(uri)
         self.run_id = run_id
-        self.monitor = TASK_METRICS[task].monitor
+        # A score computed beside training (train.background_validation) arrives epochs
+        # late; the validation loss comes with its epoch.
+        self.monitor = "val_loss" if scored_in_background else TASK_METRICS[task].monitor
         self.unit = TASK_METRICS[task].throughput_unit
         self.max_epochs = max_epochs
         self.printed = 0

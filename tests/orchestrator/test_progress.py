@@ -58,3 +58,19 @@ def test_a_frame_labelling_run_counts_frames_per_second(tmp_path, capsys):
     log(MlflowClient(uri), run_id, val_frame_accuracy=0.9, train_tokens_per_sec=450)
     EpochProgress(uri, run_id, "video_frame_classification", max_epochs=4).print_new_epochs()
     assert "epoch 1/4  val_frame_accuracy 0.9  0.5k frames/s" in capsys.readouterr().out
+
+
+def test_a_run_scored_in_the_background_shows_the_validation_loss_of_each_epoch(tmp_path,
+                                                                              capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_id = start_run(uri, "progress", "run", tags={})
+    client = MlflowClient(uri)
+    watcher = EpochProgress(uri, run_id, "translation", max_epochs=3, scored_in_background=True)
+    log(client, run_id, val_loss=2.5, train_loss=2.9)
+    watcher.print_new_epochs()
+    log(client, run_id, val_bleu=20.0)  # epoch 1's background score, arriving later
+    log(client, run_id, val_loss=2.0)
+    watcher.print_new_epochs()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [
+        ["epoch 1/3", "val_loss 2.5"], ["epoch 2/3", "val_loss 2"]]
