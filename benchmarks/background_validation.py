@@ -51,7 +51,6 @@ def main() -> None:
             "val sentences scored": f"{in_split if background else in_subset} of {in_split}",
             "val BLEU by epoch (greedy)": ", ".join(map(str, val_bleu)),
             "test BLEU beam 5": round(run.metrics["test_bleu_beam5"], 2),
-            "fit + test s": round(run.metrics["time_fit_test_s"]),
             "launch wall s": round(run.wall_s),
             "MLflow run": run.run_id[:8],
         })
