@@ -76,7 +76,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
     """One pass over `split` with the checkpoint's weights (and those of the `ensemble`
     checkpoints, decoding as one model); with `log`, into a new MLflow run of the config's
     experiment (params, metrics and the task's artifacts)."""
-    from orchestrator.worker.tasks import TASKS
+    from orchestrator.worker.tasks import TASKS, single_pass_trainer
 
     checkpoint = resolve_checkpoint(path)  # a file, a folder, or models:/NAME@ALIAS
     members = [resolve_checkpoint(item) for item in ensemble]
@@ -93,13 +93,7 @@ def evaluate(path: str | Path, overrides: list[str], split: Split = "test",
         tracking.check_reachable(uri)
     datamodule = TASKS[config.task].build_datamodule(config)
     module = _module(stored, checkpoint, members, config)
-    # No Lightning logger: MLFlowLogger sets this process's (and its children's) tracking
-    # URI; the run below is written through a client instead.
-    trainer = pl.Trainer(
-        accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=config.train.progress_bar,
-        use_distributed_sampler=False,  # the readers split shards themselves
-    )
+    trainer = single_pass_trainer("auto", config.train.progress_bar)
     run = trainer.test if split == "test" else trainer.validate
     metrics = {key: float(value)
                for key, value in run(module, datamodule=datamodule, verbose=False)[0].items()}

@@ -178,13 +178,14 @@ def _fit(
     if config.ray.use_gpu:
         resources["GPU"] = config.ray.gpus_per_worker or 1
     judged_by = TASK_METRICS[config.task]
+    credentials = _credentials_for_workers()
     trainer = TorchTrainer(
         train_worker,
-        validation_config=(validation_config(uri, run_id, _credentials_for_workers())
+        validation_config=(validation_config(uri, run_id, credentials)
                            if config.train.background_validation else None),
         train_loop_config={
             "config": config, "tracking_uri": uri, "run_id": run_id,
-            "tracking_credentials": _credentials_for_workers(), "eval_variants": eval_variants,
+            "tracking_credentials": credentials, "eval_variants": eval_variants,
             "start_from": start_from,
         },
         scaling_config=worker_scaling(config.ray, resources),

@@ -19,7 +19,7 @@ from ray.train import CheckpointConsistencyMode, ReportedCheckpointStatus
 from orchestrator.config import ExperimentConfig
 from orchestrator.run_files import CHECKPOINT_FILE, config_in_checkpoint, read_checkpoint
 from orchestrator.task_metrics import TASK_METRICS
-from orchestrator.worker.tasks import TASKS, module_from_checkpoint
+from orchestrator.worker.tasks import TASKS, module_from_checkpoint, single_pass_trainer
 
 SCORING_THREADS = 1  # beside training, which has the node's cores
 EVERY_BATCH = 2**62  # eval.val_bleu_batches that decodes the whole split
@@ -38,14 +38,10 @@ def score_checkpoint(checkpoint: ray.train.Checkpoint, tracking_uri: str, run_id
     config = ExperimentConfig.model_validate(config_in_checkpoint(stored, path))
     module = module_from_checkpoint(stored, path, [config.task])
     module.set_eval_settings(**{**config.eval.model_dump(), "val_bleu_batches": EVERY_BATCH})
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False,
-        use_distributed_sampler=False,  # the readers split shards themselves
-    )
     datamodule = TASKS[config.task].build_datamodule(config)
     monitor = TASK_METRICS[config.task].monitor
-    score = float(trainer.validate(module, datamodule=datamodule, verbose=False)[0][monitor])
+    metrics = single_pass_trainer("cpu").validate(module, datamodule=datamodule, verbose=False)
+    score = float(metrics[0][monitor])
     # the step the epoch's other validation metrics are logged at
     step = max(int(stored["global_step"]) - 1, 0)
     os.environ.update(credentials)

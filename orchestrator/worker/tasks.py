@@ -276,6 +276,17 @@ def _without_weight_files(hyper_parameters: dict[str, Any]) -> dict[str, Any]:
     return {**hyper_parameters, "model": {**model, "encoder_weights": None}}
 
 
+def single_pass_trainer(accelerator: str, progress_bar: bool = False) -> pl.Trainer:
+    """A Trainer for one test or validation pass in this process, without Ray (`orchestrator
+    eval`, background validation). No Lightning logger: MLFlowLogger would set this
+    process's (and its children's) tracking URI; callers write to MLflow through a client."""
+    return pl.Trainer(
+        accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=progress_bar,
+        use_distributed_sampler=False,  # the readers split shards themselves
+    )
+
+
 def module_from_checkpoint(stored: dict[str, Any], checkpoint: Path,
                            tasks: Sequence[str]) -> pl.LightningModule:
     """The module built from a read checkpoint's hyperparameters and weights."""
