@@ -25,6 +25,7 @@ from orchestrator.datasets.language_model_data import LanguageModelDataModule
 from orchestrator.inputs import ensure_dataset, resolve_paths
 from orchestrator.launch import launch
 from orchestrator.lightning_modules.cells import detach_hidden, reset_rows
+from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.rnn_language_model import (
     RNNLanguageModel,
     RNNLanguageModelConfig,
@@ -44,7 +45,8 @@ def plain_loop(config: ExperimentConfig, threads: int, device: str = "cpu") -> l
     settings = RNNLanguageModelConfig(len(data.tokenizer),
                                       **model_settings(config.model, RNNLanguageModelConfig))
     model = RNNLanguageModel(settings).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
+    # the optimiser a launch builds, so the ratio measures the orchestrator, not the step
+    optimizer = configure_optimizers(model.parameters(), config.optim.model_dump())["optimizer"]
     rates = []
     for _ in range(config.train.max_epochs):
         hidden, tokens, started = {}, 0, None

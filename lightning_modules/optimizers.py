@@ -12,15 +12,26 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "sgd": torch.optim.SGD,
 }
+# where torch has a fused Adam and SGD step
+FUSED_DEVICES = ("cpu", "cuda")
 
 
 def configure_optimizers(
     parameters: Iterable[torch.nn.Parameter], settings: dict[str, Any]
 ) -> dict[str, Any]:
     """The optimizer, and an epoch-wise schedule that multiplies the learning rate by
-    `lr_decay` after every epoch from `lr_decay_start` on (Zaremba et al.'s schedule)."""
+    `lr_decay` after every epoch from `lr_decay_start` on (Zaremba et al.'s schedule).
+
+    The optimiser is torch's fused implementation (one kernel over every parameter) where
+    the parameters' device has one: on one CPU thread, Adam's step over the Multi30k
+    translator's 14 M parameters takes 16 ms fused against 68 ms in the default loop, and a
+    step that does not shrink when data-parallel workers split the batch is what caps their
+    speed-up (benchmarks/data_parallel_phases.py)."""
+    parameters = list(parameters)
+    # None, not False, elsewhere: torch then picks its own default (foreach on a GPU)
+    fused = True if all(p.device.type in FUSED_DEVICES for p in parameters) else None
     optimizer = OPTIMIZERS[settings["optimizer"]](
-        parameters, lr=settings["lr"], weight_decay=settings["weight_decay"]
+        parameters, lr=settings["lr"], weight_decay=settings["weight_decay"], fused=fused
     )
     decay, start = settings["lr_decay"], settings["lr_decay_start"]
     schedule = torch.optim.lr_scheduler.LambdaLR(

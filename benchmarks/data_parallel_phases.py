@@ -1,0 +1,181 @@
+"""Where a data-parallel training step's time goes: loading, forward, backward, the
+gradient all-reduce and the optimiser step, timed apart, for 1 process and for 2 processes
+(torch.distributed over gloo, as Lightning's DDP uses on CPU), on the same model and global
+batch. No Ray, no Lightning: this is the floor under `benchmarks.data_parallel`'s ratio.
+
+    python -m benchmarks.data_parallel_phases [--steps 30] [--global-batch 32] [--accumulate 4]
+                                              [--unfused]
+
+Each process runs 1 thread and its own loader (the task's DataModule, rank-aware), like a
+launch's worker. The all-reduce sums the gradients in ~25 MB flat buckets, as DDP does, but
+after the backward pass instead of overlapped with it, so its cost shows on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from benchmarks.data_parallel import SETTINGS, prepare_multi30k
+from benchmarks.launching import ROOT
+from benchmarks.lm_throughput import WORK
+from benchmarks.results import append_section
+from orchestrator.config import ExperimentConfig, load_config
+from orchestrator.datasets.batches import IGNORE_INDEX
+from orchestrator.inputs import ensure_dataset, resolve_paths
+from orchestrator.lightning_modules.optimizers import configure_optimizers
+from orchestrator.lightning_modules.throughput import tokens_in
+from orchestrator.worker.tasks import TASKS
+
+PHASES = ("load", "forward", "backward", "all-reduce", "optimiser")
+BUCKET_BYTES = 25 * 2**20  # DDP's default bucket_cap_mb
+WARMUP = 5
+
+
+def config_for(case: str, world: int, global_batch: int, batches: int) -> ExperimentConfig:
+    task, folder, settings = SETTINGS[case]
+    return resolve_paths(load_config(None, [
+        f"task={task}", f"data.path={WORK / folder}", *settings,
+        f"data.batch_size={global_batch // world}",
+        f"train.batches_per_epoch={batches}",
+    ]))
+
+
+def buckets(parameters: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
+    """The parameters in groups of about BUCKET_BYTES, each all-reduced as one tensor."""
+    groups: list[list[torch.nn.Parameter]] = [[]]
+    size = 0
+    for parameter in parameters:
+        if size and size + parameter.numel() * 4 > BUCKET_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(parameter)
+        size += parameter.numel() * 4
+    return groups
+
+
+def all_reduce_gradients(groups: list[list[torch.nn.Parameter]], world: int) -> None:
+    for group in groups:
+        flat = torch.cat([p.grad.reshape(-1) for p in group])
+        dist.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for p in group:
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+
+
+def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) -> None:
+    """One process's timed batches; rank 0 puts the mean seconds per batch of each phase in
+    `results` (the all-reduce and the optimiser come once per `accumulate` batches)."""
+    torch.set_num_threads(1)
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29500 + world))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    steps, accumulate = options["steps"], options["accumulate"]
+    config = config_for(case, world, options["global_batch"], (steps + WARMUP) * accumulate)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    task = TASKS[config.task]
+    datamodule = task.build_datamodule(config)
+    datamodule.setup("fit")
+    model = task.build_module(config, datamodule).model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = (torch.optim.Adam(parameters, lr=config.optim.lr) if options["unfused"] else
+                 configure_optimizers(parameters, config.optim.model_dump())["optimizer"])
+    groups, spent, tokens = buckets(parameters), defaultdict(float), 0
+    batches = iter(datamodule.train_dataloader())
+    for step in range(steps + WARMUP):
+        marks = defaultdict(float)
+        optimizer.zero_grad(set_to_none=False)
+        for _ in range(accumulate):
+            started = time.perf_counter()
+            batch = next(batches)
+            marks["load"] += time.perf_counter() - started
+            trained = train_batch(model, batch, marks)
+            tokens += trained if step >= WARMUP else 0
+        started = time.perf_counter()
+        if world > 1:
+            all_reduce_gradients(groups, world)
+        marks["all-reduce"] += time.perf_counter() - started
+        started = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(parameters, config.optim.clip or float("inf"))
+        optimizer.step()
+        marks["optimiser"] += time.perf_counter() - started
+        for phase in PHASES if step >= WARMUP else ():
+            spent[phase] += marks[phase] / (steps * accumulate)
+    if rank == 0:
+        results.update(spent, tokens_per_s=tokens * world / sum(spent.values()) / (
+            steps * accumulate), parameters=sum(p.numel() for p in parameters))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def train_batch(model: torch.nn.Module, batch: dict, marks: dict[str, float]) -> int:
+    """Forward and backward of one batch, adding each phase's seconds to `marks`; returns
+    the batch's target tokens."""
+    started = time.perf_counter()
+    logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+    loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
+                           ignore_index=IGNORE_INDEX)
+    forward_done = time.perf_counter()
+    loss.backward()
+    marks["forward"] += forward_done - started
+    marks["backward"] += time.perf_counter() - forward_done
+    return tokens_in(batch)
+
+
+def profile(case: str, world: int, options: dict) -> dict:
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(timed_steps, args=(world, case, options, results), nprocs=world)
+        return dict(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps")
+    parser.add_argument("--global-batch", type=int, default=32)
+    parser.add_argument("--accumulate", type=int, default=1, help="batches per optimiser step")
+    parser.add_argument("--unfused", action="store_true",
+                        help="torch's default Adam loop instead of the fused step a launch uses")
+    parser.add_argument("--case", choices=sorted(SETTINGS), default="translation-multi30k")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    args = parser.parse_args()
+    WORK.mkdir(exist_ok=True)
+    if args.case == "translation-multi30k":
+        prepare_multi30k(args.shared.resolve())
+    else:
+        ensure_dataset(config_for(args.case, 1, args.global_batch, args.steps))
+    options = {"steps": args.steps, "global_batch": args.global_batch,
+               "accumulate": args.accumulate, "unfused": args.unfused}
+    rows, measured = [], {}
+    for world in (1, 2):
+        measured[world] = profile(args.case, world, options)
+        rows.append({"processes": f"{world} x {args.global_batch // world}",
+                     **{f"{phase} ms": round(1000 * measured[world][phase], 1)
+                        for phase in PHASES},
+                     "batch ms": round(1000 * sum(measured[world][p] for p in PHASES), 1),
+                     "tokens/s": round(measured[world]["tokens_per_s"])})
+        print(rows[-1], flush=True)
+    ratio = measured[2]["tokens_per_s"] / measured[1]["tokens_per_s"]
+    optimiser = "torch's default Adam loop" if args.unfused else "fused Adam (as a launch)"
+    notes = (f"{args.case}, {measured[1]['parameters'] / 1e6:.1f} M parameters, global batch "
+             f"{args.global_batch}, {args.accumulate} batch(es) per optimiser step, "
+             f"{optimiser}, {args.steps} timed optimiser steps after {WARMUP}, 1 thread per "
+             f"process, gloo on loopback, no Ray and no Lightning. Mean ms per batch by phase "
+             f"(all-reduce and optimiser once per step, spread over its batches); 2 / 1 "
+             f"tokens/s = **{ratio:.2f}**.")
+    print(append_section("Data-parallel batch by phase (plain torch.distributed)", rows,
+                         notes))
+
+
+if __name__ == "__main__":
+    main()
