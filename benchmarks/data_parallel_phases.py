@@ -4,16 +4,18 @@ gradient all-reduce and the optimiser step, timed apart, for 1 process and for 2
 batch. No Ray, no Lightning: this is the floor under `benchmarks.data_parallel`'s ratio.
 
     python -m benchmarks.data_parallel_phases [--steps 30] [--global-batch 32] [--accumulate 4]
-                                              [--unfused]
+                                              [--unfused] [--ddp]
 
 Each process runs 1 thread and its own loader (the task's DataModule, rank-aware), like a
 launch's worker. The all-reduce sums the gradients in ~25 MB flat buckets, as DDP does, but
-after the backward pass instead of overlapped with it, so its cost shows on its own.
+after the backward pass instead of overlapped with it, so its cost shows on its own;
+`--ddp` wraps the model in DistributedDataParallel instead, as Lightning does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections import defaultdict
@@ -23,6 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from benchmarks.data_parallel import SETTINGS, prepare_multi30k
 from benchmarks.launching import ROOT
@@ -88,6 +91,9 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
     datamodule.setup("fit")
     model = task.build_module(config, datamodule).model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
+    ddp = options["ddp"] and world > 1
+    if ddp:  # as Lightning wraps it: buckets all-reduced while the backward pass goes on
+        model = DistributedDataParallel(model, broadcast_buffers=False)
     optimizer = (torch.optim.Adam(parameters, lr=config.optim.lr) if options["unfused"] else
                  configure_optimizers(parameters, config.optim.model_dump())["optimizer"])
     groups, spent, tokens = buckets(parameters), defaultdict(float), 0
@@ -95,14 +101,17 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
     for step in range(steps + WARMUP):
         marks = defaultdict(float)
         optimizer.zero_grad(set_to_none=False)
-        for _ in range(accumulate):
+        for index in range(accumulate):
             started = time.perf_counter()
             batch = next(batches)
             marks["load"] += time.perf_counter() - started
-            trained = train_batch(model, batch, marks)
+            # DDP exchanges gradients in the backward pass of a step's last batch only
+            last = index == accumulate - 1
+            with model.no_sync() if ddp and not last else contextlib.nullcontext():
+                trained = train_batch(model, batch, marks)
             tokens += trained if step >= WARMUP else 0
         started = time.perf_counter()
-        if world > 1:
+        if world > 1 and not ddp:
             all_reduce_gradients(groups, world)
         marks["all-reduce"] += time.perf_counter() - started
         started = time.perf_counter()
@@ -146,6 +155,8 @@ def main() -> None:
     parser.add_argument("--accumulate", type=int, default=1, help="batches per optimiser step")
     parser.add_argument("--unfused", action="store_true",
                         help="torch's default Adam loop instead of the fused step a launch uses")
+    parser.add_argument("--ddp", action="store_true",
+                        help="DistributedDataParallel's overlapped exchange (inside backward)")
     parser.add_argument("--case", choices=sorted(SETTINGS), default="translation-multi30k")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
@@ -155,7 +166,7 @@ def main() -> None:
     else:
         ensure_dataset(config_for(args.case, 1, args.global_batch, args.steps))
     options = {"steps": args.steps, "global_batch": args.global_batch,
-               "accumulate": args.accumulate, "unfused": args.unfused}
+               "accumulate": args.accumulate, "unfused": args.unfused, "ddp": args.ddp}
     rows, measured = [], {}
     for world in (1, 2):
         measured[world] = profile(args.case, world, options)
@@ -167,12 +178,14 @@ def main() -> None:
         print(rows[-1], flush=True)
     ratio = measured[2]["tokens_per_s"] / measured[1]["tokens_per_s"]
     optimiser = "torch's default Adam loop" if args.unfused else "fused Adam (as a launch)"
+    exchange = ("DistributedDataParallel, whose all-reduce overlaps the backward pass (counted "
+                "there)" if args.ddp else "one all-reduce after the backward pass")
     notes = (f"{args.case}, {measured[1]['parameters'] / 1e6:.1f} M parameters, global batch "
              f"{args.global_batch}, {args.accumulate} batch(es) per optimiser step, "
-             f"{optimiser}, {args.steps} timed optimiser steps after {WARMUP}, 1 thread per "
-             f"process, gloo on loopback, no Ray and no Lightning. Mean ms per batch by phase "
-             f"(all-reduce and optimiser once per step, spread over its batches); 2 / 1 "
-             f"tokens/s = **{ratio:.2f}**.")
+             f"{optimiser}, {exchange}, {args.steps} timed optimiser steps after {WARMUP}, "
+             f"1 thread per process, gloo on loopback, no Ray and no Lightning. Mean ms per "
+             f"batch by phase (all-reduce and optimiser once per step, spread over its "
+             f"batches); 2 / 1 tokens/s = **{ratio:.2f}**.")
     print(append_section("Data-parallel batch by phase (plain torch.distributed)", rows,
                          notes))
 
