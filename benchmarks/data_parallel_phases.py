@@ -1,7 +1,8 @@
-"""Where a data-parallel training step's time goes: loading, forward, backward, the
-gradient all-reduce and the optimiser step, timed apart, for 1 process and for 2 processes
-(torch.distributed over gloo, as Lightning's DDP uses on CPU), on the same model and global
-batch. No Ray, no Lightning: this is the floor under `benchmarks.data_parallel`'s ratio.
+"""Where a data-parallel training step's time goes: loading, forward, backward, the wait
+for the slower rank, the gradient all-reduce and the optimiser step, timed apart, for 1
+process and for 2 processes (torch.distributed over gloo, as Lightning's DDP uses on CPU),
+on the same model and global batch. No Ray, no Lightning: this is the ceiling over
+`benchmarks.data_parallel`'s ratio.
 
     python -m benchmarks.data_parallel_phases [--steps 30] [--global-batch 32] [--accumulate 4]
                                               [--unfused] [--ddp]
@@ -38,7 +39,7 @@ from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.throughput import tokens_in
 from orchestrator.worker.tasks import TASKS
 
-PHASES = ("load", "forward", "backward", "all-reduce", "optimiser")
+PHASES = ("load", "forward", "backward", "wait", "all-reduce", "optimiser")
 BUCKET_BYTES = 25 * 2**20  # DDP's default bucket_cap_mb
 WARMUP = 5
 
@@ -110,10 +111,13 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
             with model.no_sync() if ddp and not last else contextlib.nullcontext():
                 trained = train_batch(model, batch, marks)
             tokens += trained if step >= WARMUP else 0
-        started = time.perf_counter()
         if world > 1 and not ddp:
+            started = time.perf_counter()
+            dist.barrier()  # the time this rank waits for a slower one, apart from the transfer
+            marks["wait"] += time.perf_counter() - started
+            started = time.perf_counter()
             all_reduce_gradients(groups, world)
-        marks["all-reduce"] += time.perf_counter() - started
+            marks["all-reduce"] += time.perf_counter() - started
         started = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(parameters, config.optim.clip or float("inf"))
         optimizer.step()
