@@ -3,6 +3,7 @@ ensemble (`orchestrator eval --ensemble`), on the test split of the data the fir
 checkpoint carries in its config, at the given beam sizes.
 
     python -m benchmarks.ensembles A.ckpt B.ckpt [C.ckpt] [--beams 1 5] [--name NAME]
+                                   [--set eval.alpha=1.0 --set data.path=DIR ...]
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--beams", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--name", default="", help="what the checkpoints are, for the title")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an eval override for every pass (eval.alpha=1.0, data.path=DIR)")
     args = parser.parse_args()
     task = read_checkpoint(args.checkpoints[0])[CONFIG_KEY]["task"]
     metric = TASK_METRICS[task].beam_metric  # a template: test_bleu_beam{k}
     beams = f"eval.beam_sizes=[{','.join(map(str, args.beams))}]"
     rows = []
     for members in [[path] for path in args.checkpoints] + [args.checkpoints]:
-        metrics = evaluate(str(members[0]), [beams], ensemble=[str(m) for m in members[1:]])
+        metrics = evaluate(str(members[0]), [beams, *args.set],
+                           ensemble=[str(m) for m in members[1:]])
         name = " + ".join(path.parent.name for path in members)
         rows.append({"model": name if len(members) > 1 else f"{name} alone",
                      **{f"beam {k}": round(metrics.metrics[metric.format(k=k)], 2)
@@ -37,7 +41,8 @@ def main() -> None:
     gains = ", ".join(f"beam {k} {rows[-1][f'beam {k}'] - best_single[k]:+.2f}"
                       for k in args.beams)
     notes = (f"The ensemble averages the members' next-token probabilities inside one search "
-             f"(`orchestrator eval FIRST --ensemble OTHERS`). Against the best member: {gains}.")
+             f"(`orchestrator eval FIRST --ensemble OTHERS`). Against the best member: {gains}."
+             + (f" Settings: {' '.join(args.set)}." if args.set else ""))
     print(append_section(f"Ensemble decoding{': ' + args.name if args.name else ''}", rows,
                          notes))
 
