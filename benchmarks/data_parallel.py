@@ -45,14 +45,20 @@ def prepare_multi30k(shared: Path) -> None:
                  "--test", str(raw / "test_2016_flickr"), "--min-freq", "2")
 
 
+def case_overrides(case: str, workers: int, global_batch: int, batches: int) -> list[str]:
+    """The case's task, data and model, each of `workers` taking its share of the global
+    batch, `batches` batches per epoch."""
+    task, folder, settings = SETTINGS[case]
+    return [f"task={task}", f"data.path={WORK / folder}", *settings,
+            f"data.batch_size={global_batch // workers}", f"train.batches_per_epoch={batches}"]
+
+
 def rates(case: str, workers: int, epochs: int, global_batch: int,
           accumulate: int) -> list[float]:
     """Tokens/s per epoch of `workers` single-thread workers sharing the global batch."""
-    task, folder, settings = SETTINGS[case]
     config = resolve_paths(load_config(None, [
-        f"task={task}", f"data.path={WORK / folder}", *settings,
-        f"data.batch_size={global_batch // workers}", f"train.batches_per_epoch={STEPS}",
-        f"train.max_epochs={epochs}", f"train.accumulate_grad_batches={accumulate}",
+        *case_overrides(case, workers, global_batch, STEPS), f"train.max_epochs={epochs}",
+        f"train.accumulate_grad_batches={accumulate}",
         f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
         "ray.max_failures=0", f"tracking.uri=sqlite:///{WORK / 'mlflow.db'}",
         f"ray.storage_path={WORK / 'runs'}", f"name=bench-dp-{case}-{workers}w",

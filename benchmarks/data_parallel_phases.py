@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from benchmarks.data_parallel import SETTINGS, prepare_multi30k
+from benchmarks.data_parallel import SETTINGS, case_overrides, prepare_multi30k
 from benchmarks.launching import ROOT
 from benchmarks.lm_throughput import WORK
 from benchmarks.results import append_section
@@ -45,12 +45,7 @@ WARMUP = 5
 
 
 def config_for(case: str, world: int, global_batch: int, batches: int) -> ExperimentConfig:
-    task, folder, settings = SETTINGS[case]
-    return resolve_paths(load_config(None, [
-        f"task={task}", f"data.path={WORK / folder}", *settings,
-        f"data.batch_size={global_batch // world}",
-        f"train.batches_per_epoch={batches}",
-    ]))
+    return resolve_paths(load_config(None, case_overrides(case, world, global_batch, batches)))
 
 
 def buckets(parameters: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
@@ -123,10 +118,12 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
         optimizer.step()
         marks["optimiser"] += time.perf_counter() - started
         for phase in PHASES if step >= WARMUP else ():
-            spent[phase] += marks[phase] / (steps * accumulate)
+            spent[phase] += marks[phase]
     if rank == 0:
-        results.update(spent, tokens_per_s=tokens * world / sum(spent.values()) / (
-            steps * accumulate), parameters=sum(p.numel() for p in parameters))
+        timed_batches = steps * accumulate
+        results.update({phase: spent[phase] / timed_batches for phase in PHASES},
+                       tokens_per_s=tokens * world / sum(spent.values()),
+                       parameters=sum(p.numel() for p in parameters))
     if world > 1:
         dist.destroy_process_group()
 
