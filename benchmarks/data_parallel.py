@@ -9,6 +9,9 @@ takes the global batch on one worker; the 2-worker run splits it in halves, so b
 the same samples per step and per epoch. Tokens/s are TokenThroughput's, summed over ranks.
 With `--accumulate N` both add up N batches per optimiser step
 (`train.accumulate_grad_batches`), so the workers exchange gradients once per N batches.
+`--divide accumulation` keeps each worker's batch at the global batch and divides the N
+batches between the workers instead (how a run usually scales out: the same per-device
+batch, fewer accumulated batches); each optimiser step still trains the same samples.
 """
 
 from __future__ import annotations
@@ -45,19 +48,32 @@ def prepare_multi30k(shared: Path) -> None:
                  "--test", str(raw / "test_2016_flickr"), "--min-freq", "2")
 
 
-def case_overrides(case: str, workers: int, global_batch: int, batches: int) -> list[str]:
-    """The case's task, data and model, each of `workers` taking its share of the global
-    batch, `batches` batches per epoch."""
+def case_overrides(case: str, batch_size: int, batches: int) -> list[str]:
+    """The case's task, data and model, each worker taking `batch_size` samples a batch,
+    `batches` batches per epoch."""
     task, folder, settings = SETTINGS[case]
     return [f"task={task}", f"data.path={WORK / folder}", *settings,
-            f"data.batch_size={global_batch // workers}", f"train.batches_per_epoch={batches}"]
+            f"data.batch_size={batch_size}", f"train.batches_per_epoch={batches}"]
 
 
-def rates(case: str, workers: int, epochs: int, global_batch: int,
-          accumulate: int) -> list[float]:
-    """Tokens/s per epoch of `workers` single-thread workers sharing the global batch."""
+def worker_share(workers: int, global_batch: int, accumulate: int,
+                 divide: str) -> tuple[int, int]:
+    """Each worker's batch size and batches per optimiser step; either way a step trains
+    global_batch x accumulate samples over all workers."""
+    if divide == "batch":
+        return global_batch // workers, accumulate
+    if accumulate % workers:
+        raise SystemExit(f"error: --accumulate {accumulate} cannot be divided between "
+                         f"{workers} workers")
+    return global_batch, accumulate // workers
+
+
+def rates(case: str, workers: int, epochs: int, global_batch: int, accumulate: int,
+          divide: str) -> list[float]:
+    """Tokens/s per epoch of `workers` single-thread workers sharing each optimiser step."""
+    batch_size, accumulate = worker_share(workers, global_batch, accumulate, divide)
     config = resolve_paths(load_config(None, [
-        *case_overrides(case, workers, global_batch, STEPS), f"train.max_epochs={epochs}",
+        *case_overrides(case, batch_size, STEPS), f"train.max_epochs={epochs}",
         f"train.accumulate_grad_batches={accumulate}",
         f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
         "ray.max_failures=0", f"tracking.uri=sqlite:///{WORK / 'mlflow.db'}",
@@ -73,6 +89,8 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--accumulate", type=int, default=1,
                         help="batches per optimiser step (train.accumulate_grad_batches)")
+    parser.add_argument("--divide", choices=["batch", "accumulation"], default="batch",
+                        help="what 2 workers split: each batch, or the accumulated batches")
     parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
                         default=["language_model", "translation"])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
@@ -83,8 +101,8 @@ def main() -> None:
         prepare_multi30k(args.shared.resolve())
     rows, ratios = [], []
     for task in args.tasks:
-        one, two = (rates(task, workers, args.epochs, args.global_batch, args.accumulate)
-                    for workers in (1, 2))
+        one, two = (rates(task, workers, args.epochs, args.global_batch, args.accumulate,
+                          args.divide) for workers in (1, 2))
         one_rate, two_rate = steady(one), steady(two)
         ratios.append(f"{task} {two_rate / one_rate:.2f}")
         rows.append({"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
@@ -92,13 +110,23 @@ def main() -> None:
                      "per epoch (1 worker; 2 workers)": ", ".join(f"{r:.0f}" for r in one)
                      + "; " + ", ".join(f"{r:.0f}" for r in two)})
     notes = (f"2 workers / 1 worker: **{', '.join(ratios)}** (goals: language model >= 1.8, "
-             f"translation >= 1.7). 1 thread per worker, global batch {args.global_batch} "
-             f"(1 x {args.global_batch} or 2 x {args.global_batch // 2}), "
-             f"{args.accumulate} batch(es) per optimiser step, {STEPS} batches per epoch, "
+             f"translation >= 1.7). 1 thread per worker, {split_note(args)}, "
+             f"{STEPS} batches per epoch and worker, "
              f"{args.epochs} epochs, the tasks' generated sample data (translation-multi30k: "
              "Multi30k de-en and configs/multi30k_de_en_cpu.yaml's model), through `launch` "
              "on one local Ray instance.")
     print(append_section("Data-parallel efficiency: 2 Ray workers vs 1", rows, notes))
+
+
+def split_note(args: argparse.Namespace) -> str:
+    samples = args.global_batch * args.accumulate
+    one = f"1 x {args.global_batch} x {args.accumulate}"
+    if args.divide == "batch":
+        two = f"2 x {args.global_batch // 2} x {args.accumulate}"
+    else:
+        two = f"2 x {args.global_batch} x {args.accumulate // 2}"
+    return (f"{samples} samples per optimiser step (workers x batch x accumulated batches: "
+            f"{one} or {two})")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ WARMUP = 5
 
 
 def config_for(case: str, world: int, global_batch: int, batches: int) -> ExperimentConfig:
-    return resolve_paths(load_config(None, case_overrides(case, world, global_batch, batches)))
+    return resolve_paths(load_config(None, case_overrides(case, global_batch // world, batches)))
 
 
 def buckets(parameters: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
