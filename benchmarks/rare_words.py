@@ -8,7 +8,7 @@ also stand in the reference as they are (names, numbers, brands), the share the 
 holds too.
 
     python -m benchmarks.rare_words word=WORD.ckpt word+replace_unk=WORD.ckpt@replace_unk \
-        subword=SUBWORD.ckpt [--shared ../shared/data]
+        subword=SUBWORD.ckpt [--shared ../shared/data] [--set eval.alpha=1.0 ...]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sacrebleu
 import torch
+import yaml
 
 from benchmarks.launching import ROOT
 from benchmarks.results import append_section
@@ -80,6 +81,12 @@ VARIANTS = {"replace_unk": {"replace_unk": True, "ban_unk": False},
             "ban_unk": {"ban_unk": True, "replace_unk": False}}
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """eval.KEY=VALUE (VALUE read as YAML, as config overrides are) -> (KEY, value)."""
+    key, _, value = text.partition("=")
+    return key.removeprefix("eval."), yaml.safe_load(value)
+
+
 def parse_model(text: str) -> tuple[str, Path, dict[str, bool]]:
     """NAME=CHECKPOINT[@VARIANT] -> (name, checkpoint, eval settings)."""
     name, _, rest = text.partition("=")
@@ -93,7 +100,10 @@ def main() -> None:
                         help=f"variants: {', '.join(VARIANTS)}")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], metavar="eval.KEY=VALUE",
+                        help="an eval setting for every model (a variant's settings win)")
     args = parser.parse_args()
+    shared_settings = dict(map(parse_setting, args.set))
     torch.set_num_threads(2)
     raw = args.shared.resolve() / "multi30k"
     rare, common = split_by_rarity((raw / "train.de").read_text().splitlines(),
@@ -101,7 +111,8 @@ def main() -> None:
                                    (raw / "val.en").read_text().splitlines())
     rows = []
     for name, checkpoint, settings in map(parse_model, args.models):
-        outputs = translate_all(checkpoint, settings, [s.source for s in rare + common],
+        outputs = translate_all(checkpoint, {**shared_settings, **settings},
+                                [s.source for s in rare + common],
                                 args.beam)
         rare_scores = scores(rare, outputs[: len(rare)])
         rows.append({"model": name, "rare-word slice BLEU": rare_scores["BLEU"],
@@ -113,7 +124,8 @@ def main() -> None:
              f"word (Moses token) seen fewer than {MIN_COUNT} times in training, "
              f"{sum(len(s.rare) for s in rare)} such words; {sum(len(s.copyable) for s in rare)} "
              "of them stand in the reference as they are (names, numbers), the copyable ones. "
-             f"Beam {args.beam}, sacrebleu corpus BLEU (13a, cased) of detokenised output.")
+             f"Beam {args.beam}, sacrebleu corpus BLEU (13a, cased) of detokenised output."
+             + (f" Settings: {' '.join(args.set)}." if args.set else ""))
     print(append_section("Multi30k rare-word slice (val, CPU)", rows, notes))
 
 
