@@ -119,14 +119,12 @@ def main() -> None:
 
 
 def split_note(args: argparse.Namespace) -> str:
-    samples = args.global_batch * args.accumulate
-    one = f"1 x {args.global_batch} x {args.accumulate}"
-    if args.divide == "batch":
-        two = f"2 x {args.global_batch // 2} x {args.accumulate}"
-    else:
-        two = f"2 x {args.global_batch} x {args.accumulate // 2}"
-    return (f"{samples} samples per optimiser step (workers x batch x accumulated batches: "
-            f"{one} or {two})")
+    """How the 1- and 2-worker runs share an optimiser step's samples, for the notes."""
+    shares = [f"{workers} x {batch} x {accumulate}" for workers in (1, 2)
+              for batch, accumulate in [worker_share(workers, args.global_batch,
+                                                     args.accumulate, args.divide)]]
+    return (f"{args.global_batch * args.accumulate} samples per optimiser step (workers x "
+            f"batch x accumulated batches: {' or '.join(shares)})")
 
 
 if __name__ == "__main__":
