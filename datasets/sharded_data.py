@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader
 
 from orchestrator.datasets import streaming
@@ -36,8 +35,6 @@ class ShardedDataModule(pl.LightningDataModule):
         self.shuffle_buffer = shuffle_buffer
         self.batches_per_epoch = batches_per_epoch
         self.manifest: DatasetManifest = load_manifest(path)
-        # what every DDP rank has in common about this training pass (see `set_epoch`)
-        self.shared_seed = "0-0"
 
     # what a task's DataModule provides ----------------------------------------------------
     def encode(self, sample: dict[str, Any]) -> Any:
@@ -53,13 +50,6 @@ class ShardedDataModule(pl.LightningDataModule):
         return self.manifest.splits["train"].samples / self.batch_size
 
     # shared -------------------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        """Called in the main process before an epoch's loader workers start (what a
-        DistributedSampler's set_epoch is for map-style data): the run's seed and the epoch,
-        the same on every rank, for choices the ranks should make alike. The streams' own
-        randomness stays per rank and loader worker."""
-        self.shared_seed = f"{torch.initial_seed()}-{epoch}"
-
     def train_batches_per_epoch(self, world_size: int) -> int:
         """Batches each rank runs per epoch: one pass over the training split in total."""
         if self.batches_per_epoch is not None:
@@ -68,7 +58,6 @@ class ShardedDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         _, world_size = streaming.rank_and_world()
-        self.set_epoch(0)  # the first pass starts before any epoch hook runs
         pipeline = (
             streaming.training_source(self.manifest.shard_urls("train"))
             .shuffle(self.shuffle_buffer)

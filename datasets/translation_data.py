@@ -63,12 +63,13 @@ class TranslationDataModule(ShardedDataModule):
 
     def batches(self, samples: Iterator[Pair], train: bool) -> Iterator[TranslationBatch]:
         """Length-bucketed: similar source lengths share a batch, in random order for
-        training and in length order for evaluation. The training order is seeded alike on
-        every DDP rank (`shared_seed`): the ranks' n-th batches come from the same length
-        quantile of their own buffers, so they finish a batch together instead of the short
+        training and in length order for evaluation. The training order is seeded from
+        torch's seed, which is the same on every DDP rank (seed_everything; a loader worker
+        adds only its worker id): the ranks' n-th batches come from the same length quantile
+        of their own buffers, so the ranks finish a batch together instead of the short
         batch's rank waiting for the long one's at each gradient all-reduce."""
         source_pad = self.source_vocab.index[PAD]
-        seed = self.shared_seed if train else None
+        seed = torch.initial_seed() if train else None
         for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train,
                                        seed=seed):
             yield collate_pairs(bucket, source_pad, self.target_vocab)

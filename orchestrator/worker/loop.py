@@ -38,7 +38,6 @@ from orchestrator.tuning.evaluation_axes import variant_prefix
 from orchestrator.undelivered import spill_folder
 from orchestrator.worker.background_scores import PendingScore, load_best_scored
 from orchestrator.worker.callbacks import ConfigInCheckpoint
-from orchestrator.worker.data_epochs import EpochToDataModule
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
 from orchestrator.worker.restarts import FollowWorldSize, LogEpochLearningRate, LogEpochsOnce
 from orchestrator.worker.system_metrics import node_system_metrics
@@ -171,7 +170,7 @@ def _make_trainer(
         plugins=[RayLightningEnvironment()],
         # first: the world size sets the rate LogEpochLearningRate logs (worker.restarts)
         callbacks=[FollowWorldSize(config), LogEpochsOnce(), TokenThroughput(),
-                   LogEpochLearningRate(), ApplyOptimSettings(), EpochToDataModule(),
+                   LogEpochLearningRate(), ApplyOptimSettings(),
                    *keepers, ConfigInCheckpoint(config),
                    RayTrainReportCallback(validation=config.train.background_validation)],
         logger=logger,

@@ -84,25 +84,27 @@ def test_bucketing_pads_a_smaller_share_than_plain_batches():
     assert bucketed_share < plain_share / 5, (bucketed_share, plain_share)
 
 
-def test_ranks_in_the_same_epoch_draw_batches_of_matching_length(dates):
-    """Two DDP ranks read different sentences; in the same epoch of the same run, their n-th
-    training batches come from the same length quantile, so neither waits long for the other
-    at the all-reduce. In different epochs the lengths are unrelated."""
-    ranks = [TranslationDataModule(str(dates / "shards"), batch_size=8) for _ in range(2)]
+def test_ranks_with_the_same_torch_seed_draw_batches_of_matching_length(dates):
+    """Two DDP ranks read different sentences; seeded alike (as seed_everything does), their
+    n-th training batches come from the same length quantile, so neither waits long for the
+    other at the all-reduce. Differently seeded, the lengths are unrelated."""
+    datamodule = TranslationDataModule(str(dates / "shards"), batch_size=8)
     rng = random.Random(0)
 
-    def longest_per_batch(rank: TranslationDataModule, epoch: int) -> list[int]:
-        samples = [rank.encode({"src.txt": " ".join(["x"] * n), "tgt.txt": "y"})
-                   for n in (rng.randint(2, 60) for _ in range(8 * 50 * 2))]
-        rank.set_epoch(epoch)
-        return [int(batch["src_lengths"].max()) for batch in rank.batches(iter(samples),
-                                                                          train=True)]
+    def rank_samples() -> list:
+        return [datamodule.encode({"src.txt": " ".join(["x"] * n), "tgt.txt": "y"})
+                for n in (rng.randint(2, 60) for _ in range(8 * 50 * 2))]
 
-    torch.manual_seed(3)  # as seed_everything does on every rank
-    first = longest_per_batch(ranks[0], 1)
-    same_epoch, next_epoch = longest_per_batch(ranks[1], 1), longest_per_batch(ranks[1], 2)
-    aligned = [abs(a - b) for a, b in zip(first, same_epoch, strict=True)]
-    unrelated = [abs(a - b) for a, b in zip(first, next_epoch, strict=True)]
+    def longest_per_batch(samples: list, seed: int) -> list[int]:
+        torch.manual_seed(seed)
+        return [int(batch["src_lengths"].max()) for batch in datamodule.batches(iter(samples),
+                                                                               train=True)]
+
+    first, second = rank_samples(), rank_samples()
+    aligned = [abs(a - b) for a, b in zip(longest_per_batch(first, 3),
+                                          longest_per_batch(second, 3), strict=True)]
+    unrelated = [abs(a - b) for a, b in zip(longest_per_batch(first, 3),
+                                            longest_per_batch(second, 4), strict=True)]
     assert max(aligned) <= 6 and sum(aligned) / len(aligned) <= 2, aligned
     assert sum(unrelated) / len(unrelated) >= 10, unrelated
 
