@@ -63,15 +63,9 @@ class TranslationDataModule(ShardedDataModule):
 
     def batches(self, samples: Iterator[Pair], train: bool) -> Iterator[TranslationBatch]:
         """Length-bucketed: similar source lengths share a batch, in random order for
-        training and in length order for evaluation. The training order is seeded from
-        torch's seed, which is the same on every DDP rank (seed_everything; a loader worker
-        adds only its worker id): the ranks' n-th batches come from the same length quantile
-        of their own buffers, so the ranks finish a batch together instead of the short
-        batch's rank waiting for the long one's at each gradient all-reduce."""
+        training and in length order for evaluation."""
         source_pad = self.source_vocab.index[PAD]
-        seed = torch.initial_seed() if train else None
-        for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train,
-                                       seed=seed):
+        for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train):
             yield collate_pairs(bucket, source_pad, self.target_vocab)
 
 

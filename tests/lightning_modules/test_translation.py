@@ -84,31 +84,6 @@ def test_bucketing_pads_a_smaller_share_than_plain_batches():
     assert bucketed_share < plain_share / 5, (bucketed_share, plain_share)
 
 
-def test_ranks_with_the_same_torch_seed_draw_batches_of_matching_length(dates):
-    """Two DDP ranks read different sentences; seeded alike (as seed_everything does), their
-    n-th training batches come from the same length quantile, so neither waits long for the
-    other at the all-reduce. Differently seeded, the lengths are unrelated."""
-    datamodule = TranslationDataModule(str(dates / "shards"), batch_size=8)
-    rng = random.Random(0)
-
-    def rank_samples() -> list:
-        return [datamodule.encode({"src.txt": " ".join(["x"] * n), "tgt.txt": "y"})
-                for n in (rng.randint(2, 60) for _ in range(8 * 50 * 2))]
-
-    def longest_per_batch(samples: list, seed: int) -> list[int]:
-        torch.manual_seed(seed)
-        return [int(batch["src_lengths"].max()) for batch in datamodule.batches(iter(samples),
-                                                                               train=True)]
-
-    first, second = rank_samples(), rank_samples()
-    aligned = [abs(a - b) for a, b in zip(longest_per_batch(first, 3),
-                                          longest_per_batch(second, 3), strict=True)]
-    unrelated = [abs(a - b) for a, b in zip(longest_per_batch(first, 3),
-                                            longest_per_batch(second, 4), strict=True)]
-    assert max(aligned) <= 6 and sum(aligned) / len(aligned) <= 2, aligned
-    assert sum(unrelated) / len(unrelated) >= 10, unrelated
-
-
 @pytest.fixture(scope="module")
 def trained(dates):
     pl.seed_everything(0, verbose=False)
