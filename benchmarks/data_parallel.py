@@ -122,9 +122,11 @@ def main() -> None:
 
 def split_note(args: argparse.Namespace) -> str:
     """How the 1- and 2-worker runs share an optimiser step's samples, for the notes."""
-    shares = [f"{workers} x {batch} x {accumulate}" for workers in (1, 2)
-              for batch, accumulate in [worker_share(workers, args.global_batch,
-                                                     args.accumulate, args.divide)]]
+    shares = []
+    for workers in (1, 2):
+        batch, accumulate = worker_share(workers, args.global_batch, args.accumulate,
+                                         args.divide)
+        shares.append(f"{workers} x {batch} x {accumulate}")
     return (f"{args.global_batch * args.accumulate} samples per optimiser step (workers x "
             f"batch x accumulated batches: {' or '.join(shares)})")
 

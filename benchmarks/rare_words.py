@@ -20,10 +20,10 @@ from pathlib import Path
 
 import sacrebleu
 import torch
-import yaml
 
 from benchmarks.launching import ROOT
 from benchmarks.results import append_section
+from orchestrator.config import parse_override
 from orchestrator.datasets.moses_text import MosesText
 from orchestrator.worker.tasks import load_task_module
 
@@ -82,9 +82,9 @@ VARIANTS = {"replace_unk": {"replace_unk": True, "ban_unk": False},
 
 
 def parse_setting(text: str) -> tuple[str, object]:
-    """eval.KEY=VALUE (VALUE read as YAML, as config overrides are) -> (KEY, value)."""
-    key, _, value = text.partition("=")
-    return key.removeprefix("eval."), yaml.safe_load(value)
+    """eval.KEY=VALUE, read as a config override is -> (KEY, value)."""
+    key, value = parse_override(text)
+    return key.removeprefix("eval."), value
 
 
 def parse_model(text: str) -> tuple[str, Path, dict[str, bool]]:

@@ -449,7 +449,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
     """Read a YAML config (or the defaults), apply `key=value` overrides, and validate."""
     raw: dict[str, Any] = _read_yaml(Path(path)) if path else {}
     for override in overrides:
-        key, value = _parse_override(override)
+        key, value = parse_override(override)
         _set_dotted(raw, key, value)
     try:
         return ExperimentConfig.model_validate(raw)
@@ -473,7 +473,7 @@ def with_values(config: ExperimentConfig, values: dict[str, Any],
 
 def with_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """The config with `key=value` overrides applied, as `load_config` applies them."""
-    return with_values(config, dict(_parse_override(item) for item in overrides))
+    return with_values(config, dict(parse_override(item) for item in overrides))
 
 
 def flatten(config: BaseModel) -> dict[str, Any]:
@@ -505,7 +505,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _parse_override(override: str) -> tuple[str, Any]:
+def parse_override(override: str) -> tuple[str, Any]:
+    """key=value -> (key, the value read as YAML): how every override is read."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise OrchestratorError(
