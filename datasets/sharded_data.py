@@ -36,6 +36,12 @@ class ShardedDataModule(pl.LightningDataModule):
         self.batches_per_epoch = batches_per_epoch
         self.manifest: DatasetManifest = load_manifest(path)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a loader worker process receives, since the pipeline's stages are this
+        object's methods: everything but the Trainer Lightning attached, which holds live
+        iterators that cannot (and need not) cross a process boundary."""
+        return {**vars(self), "trainer": None}
+
     # what a task's DataModule provides ----------------------------------------------------
     def encode(self, sample: dict[str, Any]) -> Any:
         """One raw shard sample -> what `batches` consumes."""

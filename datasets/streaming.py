@@ -10,6 +10,7 @@ shard exactly once, so metrics summed over ranks cover the split exactly.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import random
 from collections.abc import Iterator
 from functools import partial
@@ -63,8 +64,23 @@ _passes = itertools.count()  # passes this process began (loader workers: since 
 
 def training_loader(pipeline: IterableDataset, num_workers: int, batches: int) -> DataLoader:
     """Exactly `batches` batches per epoch on every rank; the pipeline yields batches."""
-    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=num_workers)
+    loader = wds.WebLoader(pipeline, batch_size=None, **worker_processes(num_workers))
     return loader.with_epoch(batches).with_length(batches, silent=True)
+
+
+def worker_processes(num_workers: int) -> dict[str, Any]:
+    """DataLoader arguments for `num_workers` loader processes started by a fork server and
+    kept for the whole fit. Not plain fork: a Ray Train worker has threads (Ray's, MLflow's
+    logging and system metrics), and a child forked while one of them held a lock froze at
+    start, leaving its rank's DDP peers waiting forever. The fork server is a fresh
+    single-threaded process, so its children are safe; persistent workers pay its start-up
+    once per fit instead of once per epoch."""
+    if num_workers == 0:
+        return {"num_workers": 0}
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "webdataset", __name__])
+    return {"num_workers": num_workers, "multiprocessing_context": context,
+            "persistent_workers": True}
 
 
 def evaluation_shards(urls: list[str]) -> list[str]:
@@ -86,7 +102,9 @@ def evaluation_loader(
     """A loader over this rank's pass; an empty one (still without len()) for no shards."""
     if pipeline is None or num_shards == 0:
         return DataLoader(NoSamples(), batch_size=None)
-    return wds.WebLoader(pipeline, batch_size=None, num_workers=min(num_workers, num_shards))
+    return wds.WebLoader(
+        pipeline, batch_size=None, **worker_processes(min(num_workers, num_shards))
+    )
 
 
 class NoSamples(IterableDataset):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from torch.utils.data import IterableDataset
 
 from orchestrator.cli import main
 from orchestrator.datasets import streaming
@@ -61,6 +64,26 @@ def test_two_loader_workers_read_every_token_once(markov_dataset):
     manifest = load_manifest(str(markov_dataset))
     single = streamed_tokens(markov_dataset, "val", num_workers=0)
     assert len(single) == manifest.splits["val"].tokens
+    assert sorted(streamed_tokens(markov_dataset, "val", num_workers=2)) == sorted(single)
+
+
+class ProcessIds(IterableDataset):
+    """One sample: the reading process's parent and its own id."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        yield os.getppid(), os.getpid()
+
+
+def test_loader_workers_are_not_forked_from_the_training_process():
+    """A training process has threads (Ray's, MLflow's); a loader worker forked from it
+    while one of them held a lock froze at start, and its rank's DDP peers waited forever.
+    Loader workers come from a fork server instead, for training and evaluation."""
+    loaders = [streaming.training_loader(ProcessIds(), num_workers=1, batches=1),
+               streaming.evaluation_loader(ProcessIds(), num_workers=1, num_shards=1)]
+    for loader in loaders:
+        [(parent, worker)] = list(loader)
+        assert parent != os.getpid() and worker != os.getpid()
+        assert [tuple(ids) for ids in loader] == [(parent, worker)]  # kept for the next epoch
 
 
 def test_each_training_pass_reads_every_sample_once(markov_dataset):
