@@ -60,11 +60,17 @@ def test_round_trip_text_to_shards_to_streamed_tokens(level, tmp_path):
     assert verify_checksums(manifest) == []
 
 
-def test_two_loader_workers_read_every_token_once(markov_dataset):
-    manifest = load_manifest(str(markov_dataset))
-    single = streamed_tokens(markov_dataset, "val", num_workers=0)
-    assert len(single) == manifest.splits["val"].tokens
-    assert sorted(streamed_tokens(markov_dataset, "val", num_workers=2)) == sorted(single)
+def test_two_loader_workers_read_every_token_once(tmp_path):
+    (tmp_path / "corpus.txt").write_text(grammar_text(3_000, seed=5))
+    out = tmp_path / "shards"
+    assert main(["data", "prepare", "text", "--input", str(tmp_path / "corpus.txt"),
+                 "--out", str(out), "--level", "char", "--sample-tokens", "97",
+                 "--samples-per-shard", "5", "--test-fraction", "0.3"]) == 0
+    manifest = load_manifest(str(out))
+    assert len(manifest.splits["test"].shards) >= 2
+    single = streamed_tokens(out, "test", num_workers=0)
+    assert len(single) == manifest.splits["test"].tokens
+    assert sorted(streamed_tokens(out, "test", num_workers=2)) == sorted(single)
 
 
 class ProcessIds(IterableDataset):
