@@ -37,17 +37,22 @@ def streamed_tokens(path: Path, split: str, num_workers: int = 0) -> list[int]:
     return tokens
 
 
-@pytest.mark.parametrize("level", ["char", "word"])
-def test_round_trip_text_to_shards_to_streamed_tokens(level, tmp_path):
-    text = grammar_text(6_000, seed=4)
+def text_shards(tmp_path: Path, text: str, level: str, *split_fractions: str) -> Path:
+    """`data prepare text` of `text` into 5-sample shards of 97 characters or 13 words."""
     (tmp_path / "corpus.txt").write_text(text)
     out = tmp_path / "shards"
     assert main([
         "data", "prepare", "text", "--input", str(tmp_path / "corpus.txt"), "--out", str(out),
         "--level", level, "--sample-tokens", "97" if level == "char" else "13",
-        "--samples-per-shard", "5",
-        "--val-fraction", "0.3", "--test-fraction", "0.2",
+        "--samples-per-shard", "5", *split_fractions,
     ]) == 0
+    return out
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_round_trip_text_to_shards_to_streamed_tokens(level, tmp_path):
+    text = grammar_text(6_000, seed=4)
+    out = text_shards(tmp_path, text, level, "--val-fraction", "0.3", "--test-fraction", "0.2")
     manifest = load_manifest(str(out))
     tokenizer = LanguageModelDataModule(str(out)).tokenizer
     lines = text.splitlines(keepends=True)
@@ -61,11 +66,7 @@ def test_round_trip_text_to_shards_to_streamed_tokens(level, tmp_path):
 
 
 def test_two_loader_workers_read_every_token_once(tmp_path):
-    (tmp_path / "corpus.txt").write_text(grammar_text(3_000, seed=5))
-    out = tmp_path / "shards"
-    assert main(["data", "prepare", "text", "--input", str(tmp_path / "corpus.txt"),
-                 "--out", str(out), "--level", "char", "--sample-tokens", "97",
-                 "--samples-per-shard", "5", "--test-fraction", "0.3"]) == 0
+    out = text_shards(tmp_path, grammar_text(3_000, seed=5), "char", "--test-fraction", "0.3")
     manifest = load_manifest(str(out))
     assert len(manifest.splits["test"].shards) >= 2
     single = streamed_tokens(out, "test", num_workers=0)
