@@ -71,7 +71,8 @@ class ShardedDataModule(pl.LightningDataModule):
             .compose(partial(self.batches, train=True))
         )
         return streaming.training_loader(
-            pipeline, self.num_workers, self.train_batches_per_epoch(world_size)
+            pipeline, self.num_workers, self.train_batches_per_epoch(world_size),
+            reader_module=type(self).__module__,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -89,7 +90,9 @@ class ShardedDataModule(pl.LightningDataModule):
                 .map(self.encode)
                 .compose(partial(self.batches, train=False))
             )
-        return streaming.evaluation_loader(pipeline, self.num_workers, len(shards))
+        return streaming.evaluation_loader(
+            pipeline, self.num_workers, len(shards), reader_module=type(self).__module__
+        )
 
 
 def text_of(value: str | bytes) -> str:

@@ -62,23 +62,34 @@ def own_shards_shuffled(
 _passes = itertools.count()  # passes this process began (loader workers: since the fork)
 
 
-def training_loader(pipeline: IterableDataset, num_workers: int, batches: int) -> DataLoader:
-    """Exactly `batches` batches per epoch on every rank; the pipeline yields batches."""
-    loader = wds.WebLoader(pipeline, batch_size=None, **worker_processes(num_workers))
+def training_loader(
+    pipeline: IterableDataset, num_workers: int, batches: int, reader_module: str = __name__
+) -> DataLoader:
+    """Exactly `batches` batches per epoch on every rank; the pipeline yields batches.
+    `reader_module` names the module that defines the pipeline's stages (see
+    `worker_processes`)."""
+    loader = wds.WebLoader(
+        pipeline, batch_size=None, **worker_processes(num_workers, reader_module)
+    )
     return loader.with_epoch(batches).with_length(batches, silent=True)
 
 
-def worker_processes(num_workers: int) -> dict[str, Any]:
+def worker_processes(num_workers: int, reader_module: str = __name__) -> dict[str, Any]:
     """DataLoader arguments for `num_workers` loader processes started by a fork server and
     kept for the whole fit. Not plain fork: a Ray Train worker has threads (Ray's, MLflow's
     logging and system metrics), and a child forked while one of them held a lock froze at
     start, leaving its rank's DDP peers waiting forever. The fork server is a fresh
     single-threaded process, so its children are safe; persistent workers pay its start-up
-    once per fit instead of once per epoch."""
+    once per fit instead of once per epoch.
+
+    The fork server imports, once, what every worker would otherwise import on its own to
+    unpickle the pipeline: the module of its stages, which for a DataModule imports
+    Lightning (seconds per worker on a busy 2-core machine). Only the first loader of a
+    process sets this list: its fork server serves every later loader."""
     if num_workers == 0:
         return {"num_workers": 0}
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "webdataset", __name__])
+    context.set_forkserver_preload(["torch", "webdataset", __name__, reader_module])
     return {"num_workers": num_workers, "multiprocessing_context": context,
             "persistent_workers": True}
 
@@ -97,14 +108,14 @@ def evaluation_source(shards: list[str]) -> wds.WebDataset:
 
 
 def evaluation_loader(
-    pipeline: IterableDataset | None, num_workers: int, num_shards: int
+    pipeline: IterableDataset | None, num_workers: int, num_shards: int,
+    reader_module: str = __name__,
 ) -> DataLoader:
     """A loader over this rank's pass; an empty one (still without len()) for no shards."""
     if pipeline is None or num_shards == 0:
         return DataLoader(NoSamples(), batch_size=None)
-    return wds.WebLoader(
-        pipeline, batch_size=None, **worker_processes(min(num_workers, num_shards))
-    )
+    processes = worker_processes(min(num_workers, num_shards), reader_module)
+    return wds.WebLoader(pipeline, batch_size=None, **processes)
 
 
 class NoSamples(IterableDataset):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +93,41 @@ def test_loader_workers_are_not_forked_from_the_training_process():
         [(parent, worker)] = list(loader)
         assert parent != os.getpid() and worker != os.getpid()
         assert [tuple(ids) for ids in loader] == [(parent, worker)]  # kept for the next epoch
+
+
+READER_MODULE = """
+import os
+from torch.utils.data import IterableDataset
+IMPORTED_IN = os.getpid()
+
+class Where(IterableDataset):
+    def __iter__(self):
+        yield os.getpid(), IMPORTED_IN
+"""
+
+MAIN_SCRIPT = """
+from orchestrator.datasets import streaming
+from reader import Where
+
+if __name__ == "__main__":
+    [(worker, imported_in)] = streaming.training_loader(
+        Where(), num_workers=1, batches=1, reader_module="reader")
+    print("imported by the fork server" if worker != imported_in else "imported by the worker")
+"""
+
+
+def test_loader_workers_inherit_the_reader_module_from_the_fork_server(tmp_path):
+    """Each loader worker would otherwise import the module of the pipeline's stages itself
+    to unpickle them (a DataModule's imports Lightning: seconds per worker). Run in a fresh
+    interpreter, since a process keeps its first fork server and that one's imports."""
+    (tmp_path / "reader.py").write_text(READER_MODULE)
+    (tmp_path / "main.py").write_text(MAIN_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported by the fork server"
 
 
 def test_each_training_pass_reads_every_sample_once(markov_dataset):
