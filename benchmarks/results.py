@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -19,8 +20,16 @@ def machine() -> str:
             f"python {platform.python_version()}, torch {torch.__version__}")
 
 
-def append_section(title: str, rows: list[dict[str, object]], notes: str = "") -> str:
-    """Write one Markdown table under a heading with the date and machine; return it."""
+INTRO = ("# Benchmark results\n\nNewest last. Written by the scripts in this folder; each "
+         "section says when and where it ran.\n\n")
+INDEX_START, INDEX_END = "<!-- index -->", "<!-- /index -->"
+
+
+def append_section(
+    title: str, rows: list[dict[str, object]], notes: str = "", results: Path = RESULTS
+) -> str:
+    """Write one Markdown table under a heading with the date and machine, and bring the
+    index of latest sections up to date; return the section."""
     columns = list(rows[0])
     lines = [
         f"## {title}",
@@ -34,12 +43,32 @@ def append_section(title: str, rows: list[dict[str, object]], notes: str = "") -
     if notes:
         lines += ["", notes]
     section = "\n".join(lines) + "\n\n"
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nNewest last. Written by the scripts in "
-                           "this folder; each section says when and where it ran.\n\n")
-    with RESULTS.open("a") as handle:
-        handle.write(section)
+    text = results.read_text() if results.exists() else INTRO
+    partial = results.with_name(f".{results.name}.partial")
+    partial.write_text(with_index(text + section))
+    partial.replace(results)  # never a half-written results file
     return section
+
+
+def with_index(text: str) -> str:
+    """`text` with its index rebuilt: each benchmark once, linked to its newest section.
+    The file is appended to for years, so the newest result of a benchmark sits hundreds of
+    lines below its first; the index sits right under the introduction."""
+    before, _, rest = text.partition(INDEX_START)
+    body = rest.partition(INDEX_END)[2].lstrip("\n") if rest else before[len(INTRO):]
+    intro = before if rest else before[:len(INTRO)]
+    newest: dict[str, tuple[str, str]] = {}
+    seen: dict[str, int] = {}
+    for match in re.finditer(r"^## (.+)\n\n(\d{4}-\d\d-\d\d)?", body, flags=re.MULTILINE):
+        title, date = match.group(1), match.group(2) or "undated"
+        slug = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        newest.pop(title, None)  # re-inserted, so the index runs oldest to newest
+        newest[title] = (f"{slug}-{count}" if count else slug, date)
+    entries = [f"- [{title}](#{anchor}) ({date})" for title, (anchor, date) in newest.items()]
+    index = "\n".join([INDEX_START, "Newest section of each benchmark:", "", *entries, INDEX_END])
+    return f"{intro.rstrip()}\n\n{index}\n\n{body}"
 
 
 def _cell(value: object) -> str:
