@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -126,9 +127,25 @@ def log_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, Any]) 
             client.log_text(run_id, artifact, name)
 
 
+STORE_BUSY_WAIT_S = 120.0
+
+
 def end_run(uri: str, run_id: str, status: str) -> None:
-    """FINISHED, FAILED, or KILLED (interrupted: `launch --resume` continues it)."""
-    MlflowClient(tracking_uri=uri).set_terminated(run_id, status)
+    """FINISHED, FAILED, or KILLED (interrupted: `launch --resume` continues it).
+
+    A store that is busy is waited out: a sqlite store stays locked while another process
+    writes, and in a sweep whose trials end together on a loaded machine that outlasted
+    MLflow's own 20 s wait, failing a trial that had trained and leaving its run RUNNING."""
+    client = MlflowClient(tracking_uri=uri)
+    deadline = time.monotonic() + STORE_BUSY_WAIT_S
+    while True:
+        try:
+            client.set_terminated(run_id, status)
+            return
+        except MlflowException as exc:
+            if exc.error_code != "TEMPORARILY_UNAVAILABLE" or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def git_commit() -> str:
