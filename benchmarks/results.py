@@ -54,9 +54,12 @@ def with_index(text: str) -> str:
     """`text` with its index rebuilt: each benchmark once, linked to its newest section.
     The file is appended to for years, so the newest result of a benchmark sits hundreds of
     lines below its first; the index sits right under the introduction."""
-    before, _, rest = text.partition(INDEX_START)
-    body = rest.partition(INDEX_END)[2].lstrip("\n") if rest else before[len(INTRO):]
-    intro = before if rest else before[:len(INTRO)]
+    if INDEX_START in text:
+        intro, _, rest = text.partition(INDEX_START)
+        body = rest.partition(INDEX_END)[2].lstrip("\n")
+    else:  # the introduction is what comes before the first section
+        first = text.find("\n## ")
+        intro, body = (text, "") if first < 0 else (text[: first + 1], text[first + 1 :])
     newest: dict[str, tuple[str, str]] = {}
     seen: dict[str, int] = {}
     for match in re.finditer(r"^## (.+)\n\n(\d{4}-\d\d-\d\d)?", body, flags=re.MULTILINE):
