@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 
 from orchestrator.cli import data, evaluate, infer, k8s, launch, replay, sweep, ui
-from orchestrator.cli.arguments import OneLineParser
+from orchestrator.cli.arguments import OneLineParser, parse_command_line
 from orchestrator.errors import OrchestratorError, hide_passwords
 
 # Each registers its subcommands with `register(commands, common)`; the order is --help's.
@@ -24,7 +24,7 @@ DOORS = (launch, sweep, evaluate, ui, infer, k8s, data, replay)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2

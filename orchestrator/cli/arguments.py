@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,6 +28,29 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
             "overrides look like key=value"
         )
     return (paths[0] if paths else None), overrides
+
+
+# The positional lists a command fills with [CONFIG] key=value items.
+ITEM_LISTS = ("items", "overrides")
+
+
+def parse_command_line(parser: argparse.ArgumentParser,
+                       argv: Sequence[str] | None) -> argparse.Namespace:
+    """argparse, except that items may also follow options: `eval CKPT --split val key=value`.
+
+    argparse fills a positional list once, before the first option, so items after an
+    option come back unrecognised; they belong at the end of the command's item list.
+    Anything else left over (a misspelled option, a command that takes no items) is refused.
+    """
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    lists = [getattr(args, name) for name in ITEM_LISTS
+             if isinstance(getattr(args, name, None), list)]
+    if not lists or any(extra.startswith("-") for extra in extras):
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    lists[0].extend(extras)
+    return args
 
 
 def read_text(path: Path) -> str:
