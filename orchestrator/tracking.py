@@ -11,8 +11,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
@@ -20,6 +21,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.config import TrackingConfig
 from orchestrator.errors import OrchestratorError
+
+T = TypeVar("T")
 
 DEFAULT_STORE = "mlflow.db"
 # MLflow 3's UI opens an experiment in its GenAI view (traces) unless the experiment says it
@@ -130,22 +133,26 @@ def log_artifacts(client: MlflowClient, run_id: str, artifacts: dict[str, Any]) 
 STORE_BUSY_WAIT_S = 120.0
 
 
-def end_run(uri: str, run_id: str, status: str) -> None:
-    """FINISHED, FAILED, or KILLED (interrupted: `launch --resume` continues it).
+def through_busy_store(write: Callable[[], T]) -> T:
+    """One write to the store, waiting out a busy store for up to STORE_BUSY_WAIT_S.
 
-    A store that is busy is waited out: a sqlite store stays locked while another process
-    writes, and in a sweep whose trials end together on a loaded machine that outlasted
-    MLflow's own 20 s wait, failing a trial that had trained and leaving its run RUNNING."""
-    client = MlflowClient(tracking_uri=uri)
+    A sqlite store stays locked while another process writes, and in a sweep whose trials
+    end together on a loaded machine that outlasted MLflow's own 20 s wait: a trial that had
+    trained failed, its run left RUNNING."""
     deadline = time.monotonic() + STORE_BUSY_WAIT_S
     while True:
         try:
-            client.set_terminated(run_id, status)
-            return
+            return write()
         except MlflowException as exc:
             if exc.error_code != "TEMPORARILY_UNAVAILABLE" or time.monotonic() > deadline:
                 raise
             time.sleep(1.0)
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    """FINISHED, FAILED, or KILLED (interrupted: `launch --resume` continues it)."""
+    client = MlflowClient(tracking_uri=uri)
+    through_busy_store(lambda: client.set_terminated(run_id, status))
 
 
 def git_commit() -> str:

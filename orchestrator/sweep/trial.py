@@ -51,8 +51,10 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
         succeeded = True
     except Exception as exc:
         # the report's error column: the cause, not Ray's wrapping of it
-        MlflowClient(plan.tracking_uri).set_tag(run_id, mlflow_runs.ERROR_TAG,
-                                                " ".join(str(exc).split())[:500])
+        cause = " ".join(str(exc).split())[:500]
+        client = MlflowClient(plan.tracking_uri)
+        tracking.through_busy_store(
+            lambda: client.set_tag(run_id, mlflow_runs.ERROR_TAG, cause))
         raise
     finally:
         # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED
