@@ -7,7 +7,8 @@
    gain is SCST's and not the extra epochs'.
 Every run's tested weights are its best validation CIDEr-D epoch (80 val images).
 
-    python -m benchmarks.self_critical [--data benchmarks/work/flickr8k] [--scst-epochs 10]
+    python -m benchmarks.self_critical [--data benchmarks/work/flickr8k] [--xe-epochs 20]
+        [--scst-epochs 10] [--scst-lr 1e-4] [--scst-baseline greedy|mean]
 """
 
 from __future__ import annotations
@@ -46,20 +47,24 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/work/scst"))
     parser.add_argument("--scst-epochs", type=int, default=10)
     parser.add_argument("--scst-lr", type=float, default=1e-4)
+    parser.add_argument("--scst-baseline", choices=["greedy", "mean"], default="greedy")
+    parser.add_argument("--xe-epochs", type=int, default=20,
+                        help="cross-entropy epochs before SCST (the config ships 20)")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     common = [f"data.path={args.data.resolve()}", f"tracking.uri=sqlite:///{workdir}/mlflow.db",
               f"ray.storage_path={workdir}/runs"]
-    cross_entropy, wall = _launch("flickr8k-xe", common)
+    cross_entropy, wall = _launch("flickr8k-xe", [*common, f"train.max_epochs={args.xe_epochs}"])
     start = cross_entropy.metrics["test_cider_d_beam3"]
-    rows = [_row("cross-entropy (20 epochs, as shipped)", cross_entropy, wall, None)]
+    rows = [_row(f"cross-entropy ({args.xe_epochs} epochs)", cross_entropy, wall, None)]
     print(rows[-1], flush=True)
     more = [*common, f"train.init_from={cross_entropy.checkpoint}",
             f"train.max_epochs={args.scst_epochs}"]
     scst, wall = _launch("flickr8k-scst", [*more, "train.objective=scst",
+                                           f"train.scst.baseline={args.scst_baseline}",
                                            f"optim.lr={args.scst_lr}"])
-    rows.append(_row(f"SCST, {args.scst_epochs} epochs from it (5 samples, greedy baseline, "
-                     f"lr {args.scst_lr:g})", scst, wall, start))
+    rows.append(_row(f"SCST, {args.scst_epochs} epochs from it (5 samples, "
+                     f"{args.scst_baseline} baseline, lr {args.scst_lr:g})", scst, wall, start))
     print(rows[-1], flush=True)
     control, wall = _launch("flickr8k-xe-more", more)
     rows.append(_row(f"cross-entropy, {args.scst_epochs} more epochs from it (lr 5e-4)",
