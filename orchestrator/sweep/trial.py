@@ -40,6 +40,7 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
     if start_from is not None:
         run_name += "-from-" + mlflow_runs.record_start(plan.tracking_uri, trial_id, run_id,
                                                        start_from, params)
+    client = MlflowClient(plan.tracking_uri)
     succeeded = False
     try:
         fit_reporting_to_tune(
@@ -52,12 +53,11 @@ def run_trial(params: dict[str, Any], folder: str) -> None:
     except Exception as exc:
         # the report's error column: the cause, not Ray's wrapping of it
         cause = " ".join(str(exc).split())[:500]
-        client = MlflowClient(plan.tracking_uri)
         tracking.through_busy_store(
             lambda: client.set_tag(run_id, mlflow_runs.ERROR_TAG, cause))
         raise
     finally:
         # a trial stopped by the scheduler fails on its way down: keep the driver's KILLED
-        status = MlflowClient(plan.tracking_uri).get_run(run_id).info.status
+        status = client.get_run(run_id).info.status
         if succeeded or status == "RUNNING":
             tracking.end_run(plan.tracking_uri, run_id, "FINISHED" if succeeded else "FAILED")
