@@ -30,17 +30,20 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), overrides
 
 
-# The positional lists a command fills with [CONFIG] key=value items.
-ITEM_LISTS = ("items", "overrides")
+# The positional lists that take more of the same after an option: [CONFIG] key=value
+# items, and the input files of `caption`, `label-frames` and `k8s validate`.
+ITEM_LISTS = ("items", "overrides", "files")
 
 
 def parse_command_line(parser: argparse.ArgumentParser,
                        argv: Sequence[str] | None) -> argparse.Namespace:
-    """argparse, except that items may also follow options: `eval CKPT --split val key=value`.
+    """argparse, except that a command's list may go on after options:
+    `eval CKPT --split val key=value`, `k8s validate a.yaml --crds DIR b.yaml`.
 
-    argparse fills a positional list once, before the first option, so items after an
-    option come back unrecognised; they belong at the end of the command's item list.
-    Anything else left over (a misspelled option, a command that takes no items) is refused.
+    argparse fills a positional list once, before the first option, so what follows an
+    option comes back unrecognised; it belongs at the end of the command's list, converted
+    like what argparse put there (a file list holds Paths). Anything else left over (a
+    misspelled option, a command without such a list) is refused.
     """
     args, extras = parser.parse_known_args(argv)
     if not extras:
@@ -49,7 +52,8 @@ def parse_command_line(parser: argparse.ArgumentParser,
              if isinstance(getattr(args, name, None), list)]
     if not lists or any(extra.startswith("-") for extra in extras):
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
-    lists[0].extend(extras)
+    kind = type(lists[0][0]) if lists[0] else str
+    lists[0].extend(kind(extra) for extra in extras)
     return args
 
 

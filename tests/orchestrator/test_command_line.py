@@ -1,6 +1,9 @@
-"""Parsing the command line: key=value items may come before or after a command's options."""
+"""Parsing the command line: key=value items and input files may come before or after a
+command's options."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,13 @@ def test_items_after_an_option_join_the_items_in_order():
 def test_a_k8s_command_takes_its_overrides_after_an_option():
     args = parsed("k8s", "render", "exp.yaml", "--profile", "cpu-dev", "ray.num_workers=4")
     assert args.overrides == ["ray.num_workers=4"]
+
+
+def test_input_files_after_an_option_join_the_files_as_paths():
+    args = parsed("k8s", "validate", "a.yaml", "--crds", "crds", "b.yaml")
+    assert (args.files, args.crds) == ([Path("a.yaml"), Path("b.yaml")], Path("crds"))
+    args = parsed("caption", "run.ckpt", "a.jpg", "--beam-size", "3", "b.jpg")
+    assert args.files == [Path("a.jpg"), Path("b.jpg")]
 
 
 @pytest.mark.parametrize("argv", [
