@@ -9,6 +9,7 @@ document frequencies are that set's references, so no rank scores its share alon
 
 from __future__ import annotations
 
+import json
 from itertools import islice
 from typing import Any
 
@@ -48,6 +49,7 @@ from orchestrator.lightning_modules.video_captioner import VideoCaptioner, Video
 
 ATTENTION_EXAMPLES = 3  # test items drawn with attention: those with the longest captions
 Scored = tuple[str, str, list[str]]  # (id, generated caption, references)
+CAPTIONS_FILE = "test_captions.jsonl"
 Longest = tuple[int, str, torch.Tensor]  # (caption words, id, pixels on the CPU)
 
 
@@ -216,6 +218,7 @@ class CaptioningTask(EvaluatedWithSettings, TaskModule):
         outputs = {size: self._outputs.get(f"beam{size}", []) for size in by_beam}
         self.artifacts["captions.html"] = captions_page(outputs, by_beam, self._item_scores,
                                                         thumbnails, self.media)
+        self.artifacts[CAPTIONS_FILE] = captions_jsonl(outputs, self._item_scores)
         count = len(outputs[beam])
         self.artifacts.update(beam_artifacts(by_beam, f"Test caption scores by beam size "
                                                       f"({count} items)"))
@@ -296,6 +299,25 @@ def captions_page(outputs: dict[int, list[Scored]], by_beam: ByBeam,
                + (f" Each clip shows {STRIP_FRAMES} evenly spaced frames of "
                   f"{media.get('frames')}." if video else "")])
     return results_page(header, rows, "clip" if video else "image")
+
+
+def captions_jsonl(outputs: dict[int, list[Scored]],
+                   item_scores: dict[int, dict[str, float]]) -> str:
+    """test_captions.jsonl: every test item (the page shows PAGE_ROWS at most) as one JSON
+    line, its caption and CIDEr-D at every beam size and its references, for whoever
+    compares two runs item by item (a paired bootstrap, benchmarks/self_critical.py)."""
+    beams = sorted(outputs)
+    lines = []
+    for scored in zip(*(outputs[beam] for beam in beams), strict=True):
+        item, _, references = scored[0]
+        lines.append(json.dumps({
+            "id": item,
+            "captions": {str(beam): caption for beam, (_, caption, _) in zip(beams, scored,
+                                                                             strict=True)},
+            "cider_d": {str(beam): item_scores[beam][item] for beam in beams
+                        if item in item_scores.get(beam, {})},
+            "references": references}, ensure_ascii=False))
+    return "".join(line + "\n" for line in lines)
 
 
 def _rank() -> int:

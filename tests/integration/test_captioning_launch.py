@@ -51,8 +51,8 @@ def check_run(result, min_cider: float = 1.0) -> MlflowClient:
         assert 0 < run.data.metrics[f"test_bleu_4_beam{beam}"] <= 1
     assert len(client.get_metric_history(result.run_id, "val_cider_d")) >= 2
     names = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"captions.html", "test_metrics_by_beam.csv", "test_metrics_by_beam.png",
-            "caption_metrics.txt", "attention"} <= names
+    assert {"captions.html", "test_captions.jsonl", "test_metrics_by_beam.csv",
+            "test_metrics_by_beam.png", "caption_metrics.txt", "attention"} <= names
     return client
 
 

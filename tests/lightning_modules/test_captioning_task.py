@@ -1,6 +1,7 @@
 """The captioning tasks' test leaves what a user opens in MLflow: an HTML captions page with
-every test image inline, the scores by beam size as logged, and attention pictures with a
-colour bar (over the image, or over the frames of a clip)."""
+every test image inline, every item's captions and scores as JSON lines, the scores by beam
+size as logged, and attention pictures with a colour bar (over the image, or over the frames
+of a clip)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import copy
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -19,7 +21,11 @@ from torch.utils.data import DataLoader
 
 from orchestrator.config import EvalConfig, OptimConfig
 from orchestrator.datasets.caption_data import CaptionDataModule
-from orchestrator.lightning_modules.captioning import ImageCaptioningTask, VideoCaptioningTask
+from orchestrator.lightning_modules.captioning import (
+    CAPTIONS_FILE,
+    ImageCaptioningTask,
+    VideoCaptioningTask,
+)
 from orchestrator.lightning_modules.image_captioner import ImageCaptionerConfig
 from orchestrator.lightning_modules.video_captioner import VideoCaptionerConfig
 from orchestrator.worker.tasks import join_ensemble
@@ -58,6 +64,17 @@ def test_the_captions_page_shows_every_test_image_inline(tested):
     assert image.size == (32, 32) and image.mode == "RGB"
     assert page.count("<th>beam 1</th>") == 1 and page.count("<th>beam 3</th>") == 1
     assert "from the 40 test items' references" in task.artifacts["caption_metrics.txt"]
+
+
+def test_every_test_item_is_a_line_whose_scores_average_to_the_logged_cider_d(tested):
+    task, metrics = tested
+    items = [json.loads(line) for line in task.artifacts[CAPTIONS_FILE].splitlines()]
+    assert len(items) == 40 and len({item["id"] for item in items}) == 40
+    assert all(len(item["references"]) >= 1 and set(item["captions"]) == {"1", "3"}
+               for item in items)
+    for beam in (1, 3):
+        mean = sum(item["cider_d"][str(beam)] for item in items) / len(items)
+        assert mean == pytest.approx(metrics[f"test_cider_d_beam{beam}"], rel=1e-5)
 
 
 def test_a_captioner_as_its_own_ensemble_captions_as_it_does_alone(tested, shape_captions):
