@@ -69,16 +69,15 @@ def item_scores(tracking_uri: str, run_id: str, beam: int = 3) -> dict[str, floa
     return {item["id"]: item["cider_d"][str(beam)] for item in items}
 
 
-def _row(training: str, result: LaunchResult, wall: float, baseline: LaunchResult | None,
-         tracking_uri: str) -> dict[str, object]:
+def _row(training: str, result: LaunchResult, wall: float,
+         over_start: tuple[float, float, float, float] | None) -> dict[str, object]:
+    """One run's line, with its `paired_gain` over the cross-entropy start if it has one."""
     metrics = result.metrics
-    cider = metrics["test_cider_d_beam3"]
     compared = ("", "", "")
-    if baseline is not None:
-        gain, low, high, above = paired_gain(item_scores(tracking_uri, result.run_id),
-                                             item_scores(tracking_uri, baseline.run_id))
+    if over_start is not None:
+        gain, low, high, above = over_start
         compared = (f"{gain:+.1%}", f"{low:+.1%} to {high:+.1%}", f"{above:.2f}")
-    return {"training": training, "test CIDEr-D beam 3": round(cider, 4),
+    return {"training": training, "test CIDEr-D beam 3": round(metrics["test_cider_d_beam3"], 4),
             "vs cross-entropy": compared[0], "95% interval (paired bootstrap)": compared[1],
             "P(gain > 0)": compared[2],
             "test CIDEr-D beam 1": round(metrics["test_cider_d_beam1"], 4),
@@ -101,23 +100,25 @@ def main() -> None:
     common = [f"data.path={args.data.resolve()}", f"tracking.uri={uri}",
               f"ray.storage_path={workdir}/runs"]
     cross_entropy, wall = _launch("flickr8k-xe", [*common, f"train.max_epochs={args.xe_epochs}"])
-    rows = [_row(f"cross-entropy ({args.xe_epochs} epochs)", cross_entropy, wall, None, uri)]
+    start = item_scores(uri, cross_entropy.run_id)
+    rows = [_row(f"cross-entropy ({args.xe_epochs} epochs)", cross_entropy, wall, None)]
     print(rows[-1], flush=True)
     more = [*common, f"train.init_from={cross_entropy.checkpoint}",
             f"train.max_epochs={args.scst_epochs}"]
     scst, wall = _launch("flickr8k-scst", [*more, "train.objective=scst",
                                            f"train.scst.baseline={args.scst_baseline}",
                                            f"optim.lr={args.scst_lr}"])
+    scst_scores = item_scores(uri, scst.run_id)
     rows.append(_row(f"SCST, {args.scst_epochs} epochs from it (5 samples, "
                      f"{args.scst_baseline} baseline, lr {args.scst_lr:g})", scst, wall,
-                     cross_entropy, uri))
+                     paired_gain(scst_scores, start)))
     print(rows[-1], flush=True)
     control, wall = _launch("flickr8k-xe-more", more)
+    control_scores = item_scores(uri, control.run_id)
     rows.append(_row(f"cross-entropy, {args.scst_epochs} more epochs from it (lr 5e-4)",
-                     control, wall, cross_entropy, uri))
+                     control, wall, paired_gain(control_scores, start)))
     print(rows[-1], flush=True)
-    gain, low, high, above = paired_gain(item_scores(uri, scst.run_id),
-                                         item_scores(uri, control.run_id))
+    gain, low, high, above = paired_gain(scst_scores, control_scores)
     notes = ("configs/flickr8k_efficientnet_cpu.yaml (frozen packaged EfficientNet-Lite0, "
              "LSTM 512 with soft attention; 640 train / 80 val / 80 test images, 5 references "
              "each). Test scores are pycocoevalcap's (PTB tokenizer; CIDEr-D document "

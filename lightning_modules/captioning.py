@@ -10,6 +10,7 @@ document frequencies are that set's references, so no rank scores its share alon
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
@@ -280,19 +281,14 @@ def captions_page(outputs: dict[int, list[Scored]], by_beam: ByBeam,
                   media: dict[str, Any]) -> str:
     """captions.html: each test item's picture, its caption at every beam size with that
     caption's CIDEr-D, and its references (every text HTML-escaped)."""
-    beams = sorted(outputs)
-    rows = []
-    for scored in islice(zip(*(outputs[beam] for beam in beams), strict=True), PAGE_ROWS):
-        item, _, references = scored[0]
-        rows.append(PageRow(
-            source=thumbnails.get(item, ""), label=item, references=references,
-            outputs={beam: caption for beam, (_, caption, _) in zip(beams, scored, strict=True)},
-            scores={beam: item_scores[beam][item] for beam in beams
-                    if item in item_scores.get(beam, {})}))
+    rows = [PageRow(source=thumbnails.get(item, ""), label=item, references=references,
+                    outputs=captions, scores=scores)
+            for item, references, captions, scores in islice(
+                _by_item(outputs, item_scores), PAGE_ROWS)]
     video = media.get("kind") == "video"
     header = PageHeader(
         title=f"Test captions ({'video' if video else 'image'} captioning)",
-        total=len(outputs[beams[0]]) if beams else 0, score_name="CIDEr-D",
+        total=len(next(iter(outputs.values()), [])), score_name="CIDEr-D",
         corpus=by_beam, score_scale=3.0,
         notes=["Per-caption CIDEr-D: pycocoevalcap's, with document frequencies from all the "
                "test items' references; its mean over the test set is the logged test_cider_d."
@@ -305,19 +301,24 @@ def captions_jsonl(outputs: dict[int, list[Scored]],
                    item_scores: dict[int, dict[str, float]]) -> str:
     """test_captions.jsonl: every test item (the page shows PAGE_ROWS at most) as one JSON
     line, its caption and CIDEr-D at every beam size and its references, for whoever
-    compares two runs item by item (a paired bootstrap, benchmarks/self_critical.py)."""
+    compares two runs item by item (a paired bootstrap, benchmarks/self_critical.py). JSON
+    writes the beam sizes as string keys."""
+    return "".join(json.dumps({"id": item, "captions": captions, "cider_d": scores,
+                               "references": references}, ensure_ascii=False) + "\n"
+                   for item, references, captions, scores in _by_item(outputs, item_scores))
+
+
+def _by_item(outputs: dict[int, list[Scored]], item_scores: dict[int, dict[str, float]],
+             ) -> Iterator[tuple[str, list[str], dict[int, str], dict[int, float]]]:
+    """Each test item in order: its id, references, caption by beam size and that
+    caption's CIDEr-D by beam size (the captions page and the JSON lines alike)."""
     beams = sorted(outputs)
-    lines = []
     for scored in zip(*(outputs[beam] for beam in beams), strict=True):
         item, _, references = scored[0]
-        lines.append(json.dumps({
-            "id": item,
-            "captions": {str(beam): caption for beam, (_, caption, _) in zip(beams, scored,
-                                                                             strict=True)},
-            "cider_d": {str(beam): item_scores[beam][item] for beam in beams
-                        if item in item_scores.get(beam, {})},
-            "references": references}, ensure_ascii=False))
-    return "".join(line + "\n" for line in lines)
+        yield (item, references,
+               {beam: caption for beam, (_, caption, _) in zip(beams, scored, strict=True)},
+               {beam: item_scores[beam][item] for beam in beams
+                if item in item_scores.get(beam, {})})
 
 
 def _rank() -> int:
