@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from orchestrator.lightning_modules.cells import Hidden, make_rnn
+from orchestrator.lightning_modules.output_layer import output_layer
 
 
 @dataclass
@@ -20,7 +21,7 @@ class RNNLanguageModelConfig:
     hidden_size: int
     num_layers: int
     dropout: float  # on embeddings, between layers, and before the softmax
-    tie_weights: bool  # output projection shares the embedding matrix
+    tie_weights: bool  # the softmax shares the embedding matrix (output_layer.py)
     init_range: float | None  # uniform init range; None keeps torch's defaults
 
 
@@ -34,9 +35,7 @@ class RNNLanguageModel(nn.Module):
             config.cell, config.embedding_dim, config.hidden_size, config.num_layers,
             config.dropout,
         )
-        self.output = nn.Linear(config.hidden_size, config.vocab_size)
-        if config.tie_weights:
-            self.output.weight = self.embedding.weight
+        self.output = output_layer(config.hidden_size, self.embedding, config.tie_weights)
         if config.init_range is not None:
             for parameter in self.parameters():
                 nn.init.uniform_(parameter, -config.init_range, config.init_range)

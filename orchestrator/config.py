@@ -53,8 +53,9 @@ class ModelConfig(_Section):
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    # language_model: share the input embedding with the output projection (Press & Wolf
-    # 2017); needs embedding_dim == hidden_size.
+    # language_model, translation: the softmax shares the (target) embedding matrix (Press &
+    # Wolf 2017); with embedding_dim < hidden_size a learned projection to embedding_dim
+    # comes first (fairseq's out_embed_dim).
     tie_weights: bool = False
     # translation: one embedding matrix for source and target words (fairseq's
     # --share-all-embeddings); needs a dataset prepared with --subword-joint.
@@ -111,10 +112,10 @@ class ModelConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _tied_sizes_match(self) -> ModelConfig:
-        if self.tie_weights and self.embedding_dim != self.hidden_size:
+    def _tied_sizes_fit(self) -> ModelConfig:
+        if self.tie_weights and self.embedding_dim > self.hidden_size:
             raise ValueError(
-                "model.tie_weights needs model.embedding_dim == model.hidden_size "
+                "model.tie_weights needs model.embedding_dim <= model.hidden_size "
                 f"(got {self.embedding_dim} and {self.hidden_size})"
             )
         return self
