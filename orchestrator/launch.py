@@ -258,7 +258,7 @@ def _log_inputs(
     client.log_text(run_id, yaml.safe_dump(config.model_dump(), sort_keys=False),
                     STORED_CONFIG_FILE)
     client.log_text(run_id, manifest.read_file(manifest.vocab_file), "vocab.json")
-    client.log_inputs(run_id, datasets=[dataset_input(config, manifest)])
+    tracking.log_dataset_input(client, run_id, dataset_input(config, manifest))
 
 
 def _samples(client: MlflowClient, run_id: str) -> list[str]:
