@@ -2,7 +2,7 @@
 1 worker x 1 thread, on the same data and the same global batch, through `launch`.
 
     python -m benchmarks.data_parallel [--epochs 4] [--accumulate 1] [--tasks language_model
-                                              translation translation-multi30k]
+                                              translation translation-multi30k multi30k-config]
 
 Goals (issue #15): >= 1.8 for the language model, >= 1.7 for translation. The 1-worker run
 takes the global batch on one worker; the 2-worker run splits it in halves, so both train
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.launching import ROOT, prepare_once
 from benchmarks.lm_throughput import WORK, steady, through_launch
+from benchmarks.process_cpu import ProcessCPU
 from benchmarks.results import append_section
 from orchestrator.config import load_config
 from orchestrator.inputs import ensure_dataset, resolve_paths
@@ -37,7 +38,12 @@ SETTINGS = {
     "translation-multi30k": ("translation", "multi30k", [
         "model.hidden_size=512", "model.embedding_dim=256", "model.bidirectional=true",
         "model.attention=general", "eval.beam_sizes=[1]", "eval.val_bleu_batches=2"]),
+    # configs/multi30k_de_en_cpu.yaml as shipped (GRU, softmax tied to the target embedding)
+    "multi30k-config": ("translation", "multi30k", [
+        "eval.beam_sizes=[1]", "eval.val_bleu_batches=2"]),
 }
+# the config file a case starts from; the others start from the defaults
+CONFIG_FILES = {"multi30k-config": ROOT / "configs" / "multi30k_de_en_cpu.yaml"}
 STEPS = 60
 
 
@@ -73,7 +79,7 @@ def rates(case: str, workers: int, epochs: int, global_batch: int, accumulate: i
           divide: str) -> list[float]:
     """Tokens/s per epoch of `workers` single-thread workers sharing each optimiser step."""
     batch_size, accumulate = worker_share(workers, global_batch, accumulate, divide)
-    config = resolve_paths(load_config(None, [
+    config = resolve_paths(load_config(CONFIG_FILES.get(case), [
         *case_overrides(case, batch_size, STEPS), f"train.max_epochs={epochs}",
         f"train.accumulate_grad_batches={accumulate}",
         f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
@@ -94,16 +100,23 @@ def main() -> None:
                         help="what 2 workers split: each batch, or the accumulated batches")
     parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
                         default=["language_model", "translation"])
+    parser.add_argument("--profile", action="store_true",
+                        help="also report user/system CPU seconds per process kind")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
-                        help="where multi30k/ is, for translation-multi30k")
+                        help="where multi30k/ is, for the Multi30k cases")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    if "translation-multi30k" in args.tasks:
+    if any(SETTINGS[task][1] == "multi30k" for task in args.tasks):
         prepare_multi30k(args.shared.resolve())
-    rows, ratios = [], []
+    rows, ratios, profiles = [], [], []
     for task in args.tasks:
-        one, two = (rates(task, workers, args.epochs, args.global_batch, args.accumulate,
-                          args.divide) for workers in (1, 2))
+        runs = []
+        for workers in (1, 2):
+            with ProcessCPU() as cpu:
+                runs.append(rates(task, workers, args.epochs, args.global_batch,
+                                  args.accumulate, args.divide))
+            profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
+        one, two = runs
         one_rate, two_rate = steady(one), steady(two)
         ratios.append(f"{task} {two_rate / one_rate:.2f}")
         rows.append({"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
@@ -115,8 +128,11 @@ def main() -> None:
              f"{STEPS} batches per epoch and worker, "
              f"{args.epochs} epochs, the tasks' generated sample data (translation-multi30k: "
              "Multi30k de-en, configs/multi30k_de_en_cpu.yaml's model sizes with an LSTM "
-             "cell), through `launch` "
-             "on one local Ray instance.")
+             "cell and no tied softmax; multi30k-config: that config as shipped), through "
+             "`launch` on one local Ray instance.")
+    if args.profile:
+        notes += ("\n\nCPU seconds per process kind over each whole launch (start-up, "
+                  "validation and test included):\n\n" + "\n\n".join(profiles))
     print(append_section("Data-parallel efficiency: 2 Ray workers vs 1", rows, notes))
 
 

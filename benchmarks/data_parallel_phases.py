@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from benchmarks.data_parallel import SETTINGS, case_overrides, prepare_multi30k
+from benchmarks.data_parallel import CONFIG_FILES, SETTINGS, case_overrides, prepare_multi30k
 from benchmarks.launching import ROOT
 from benchmarks.lm_throughput import WORK
 from benchmarks.results import append_section
@@ -45,7 +45,8 @@ WARMUP = 5
 
 
 def config_for(case: str, world: int, global_batch: int, batches: int) -> ExperimentConfig:
-    return resolve_paths(load_config(None, case_overrides(case, global_batch // world, batches)))
+    return resolve_paths(load_config(CONFIG_FILES.get(case),
+                                     case_overrides(case, global_batch // world, batches)))
 
 
 def buckets(parameters: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
@@ -162,7 +163,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
-    if args.case == "translation-multi30k":
+    if SETTINGS[args.case][1] == "multi30k":
         prepare_multi30k(args.shared.resolve())
     else:
         ensure_dataset(config_for(args.case, 1, args.global_batch, args.steps))

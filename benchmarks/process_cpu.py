@@ -30,7 +30,11 @@ def _kind(pid: int) -> str | None:
         return None
     if words[0].startswith("ray::"):
         return words[0]
+    if words[0].startswith("ray-dashboard-"):  # its modules' titles: "ray-dashboard-X (cmd)"
+        return "ray dashboard modules"
     name = Path(words[0]).name
+    if any("multiprocessing.forkserver" in word for word in words):
+        return "loader processes (fork server and its children)"
     if "-m" in words[:3]:
         return f"{name} -m {words[words.index('-m') + 1]}"
     if len(words) > 1 and words[1].endswith(".py"):
@@ -61,7 +65,8 @@ class ProcessCPU:
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 pid = int(entry.name)
-                times, kind = _times(pid), self.kinds.get(pid) or _kind(pid)
+                # newest name first: a Ray worker retitles itself once it hosts an actor
+                times, kind = _times(pid), _kind(pid) or self.kinds.get(pid)
                 if times is not None and kind is not None:
                     found[pid], self.kinds[pid] = times, kind
         return found
