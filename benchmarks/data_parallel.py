@@ -1,10 +1,12 @@
 """What a second Ray Train worker buys: training tokens/s of 2 workers x 1 thread against
 1 worker x 1 thread, on the same data and the same global batch, through `launch`.
 
-    python -m benchmarks.data_parallel [--epochs 4] [--accumulate 1] [--tasks language_model
-                                              translation translation-multi30k multi30k-config]
+    python -m benchmarks.data_parallel [--epochs 4] [--accumulate 1] [--nodes] [--profile]
+                                       [--tasks language_model translation
+                                                translation-multi30k multi30k-config]
 
-Goals (issue #15): >= 1.8 for the language model, >= 1.7 for translation. The 1-worker run
+Goals (issue #15): >= 1.8 for the language model, >= 1.7 for translation, and the 2-node
+case (`--nodes`: the 2 workers once more, each on a node of its own). The 1-worker run
 takes the global batch on one worker; the 2-worker run splits it in halves, so both train
 the same samples per step and per epoch. Tokens/s are TokenThroughput's, summed over ranks.
 With `--accumulate N` both add up N batches per optimiser step
@@ -17,6 +19,7 @@ batch, fewer accumulated batches); each optimiser step still trains the same sam
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.launching import ROOT, prepare_once
@@ -76,8 +79,9 @@ def worker_share(workers: int, global_batch: int, accumulate: int,
 
 
 def rates(case: str, workers: int, epochs: int, global_batch: int, accumulate: int,
-          divide: str) -> list[float]:
-    """Tokens/s per epoch of `workers` single-thread workers sharing each optimiser step."""
+          divide: str, address: str | None = None) -> list[float]:
+    """Tokens/s per epoch of `workers` single-thread workers sharing each optimiser step,
+    on the Ray cluster at `address` or a local instance."""
     batch_size, accumulate = worker_share(workers, global_batch, accumulate, divide)
     config = resolve_paths(load_config(CONFIG_FILES.get(case), [
         *case_overrides(case, batch_size, STEPS), f"train.max_epochs={epochs}",
@@ -85,9 +89,55 @@ def rates(case: str, workers: int, epochs: int, global_batch: int, accumulate: i
         f"ray.num_workers={workers}", "ray.cpus_per_worker=1",
         "ray.max_failures=0", f"tracking.uri=sqlite:///{WORK / 'mlflow.db'}",
         f"ray.storage_path={WORK / 'runs'}", f"name=bench-dp-{case}-{workers}w",
+        *([f"ray.address={address}"] if address else []),
     ]))
     ensure_dataset(config)
     return through_launch(config)
+
+
+def on_two_nodes(measure: Callable[[str], list[float]]) -> list[float]:
+    """`measure(address)` on a fresh two-node `ray.cluster_utils.Cluster` on this machine,
+    1 CPU per node, so that each of 2 workers runs on a node of its own (two raylets and
+    object stores, as on a real cluster, minus the network)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the local instance of the runs before
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, log_to_driver=False)  # as `launch` would
+        return measure(cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def measure_task(task: str, args: argparse.Namespace) -> tuple[dict[str, object], str,
+                                                               list[str]]:
+    """One task's table row, its ratio for the notes, and its CPU profiles."""
+    runs, profiles = [], []
+    for workers in (1, 2):
+        with ProcessCPU() as cpu:
+            runs.append(rates(task, workers, args.epochs, args.global_batch,
+                              args.accumulate, args.divide))
+        profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
+    one, two = runs
+    one_rate, two_rate = steady(one), steady(two)
+    ratio = f"{task} {two_rate / one_rate:.2f}"
+    row = {"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
+           "2 / 1": round(two_rate / one_rate, 3)}
+    epochs = [one, two]
+    if args.nodes:
+        nodes = on_two_nodes(lambda address: rates(
+            task, 2, args.epochs, args.global_batch, args.accumulate, args.divide, address))
+        row |= {"2 workers on 2 nodes tokens/s": steady(nodes),
+                "2 nodes / 1": round(steady(nodes) / one_rate, 3)}
+        ratio += f" (on 2 nodes {steady(nodes) / one_rate:.2f})"
+        epochs.append(nodes)
+    row["per epoch (1 worker; 2 workers" + ("; 2 nodes)" if args.nodes else ")")] = "; ".join(
+        ", ".join(f"{r:.0f}" for r in rates_) for rates_ in epochs)
+    return row, ratio, profiles
 
 
 def main() -> None:
@@ -100,6 +150,8 @@ def main() -> None:
                         help="what 2 workers split: each batch, or the accumulated batches")
     parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
                         default=["language_model", "translation"])
+    parser.add_argument("--nodes", action="store_true",
+                        help="also run the 2 workers on a 2-node ray.cluster_utils.Cluster")
     parser.add_argument("--profile", action="store_true",
                         help="also report user/system CPU seconds per process kind")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data",
@@ -110,26 +162,19 @@ def main() -> None:
         prepare_multi30k(args.shared.resolve())
     rows, ratios, profiles = [], [], []
     for task in args.tasks:
-        runs = []
-        for workers in (1, 2):
-            with ProcessCPU() as cpu:
-                runs.append(rates(task, workers, args.epochs, args.global_batch,
-                                  args.accumulate, args.divide))
-            profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
-        one, two = runs
-        one_rate, two_rate = steady(one), steady(two)
-        ratios.append(f"{task} {two_rate / one_rate:.2f}")
-        rows.append({"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
-                     "2 / 1": round(two_rate / one_rate, 3),
-                     "per epoch (1 worker; 2 workers)": ", ".join(f"{r:.0f}" for r in one)
-                     + "; " + ", ".join(f"{r:.0f}" for r in two)})
+        row, ratio, task_profiles = measure_task(task, args)
+        rows.append(row)
+        ratios.append(ratio)
+        profiles += task_profiles
     notes = (f"2 workers / 1 worker: **{', '.join(ratios)}** (goals: language model >= 1.8, "
              f"translation >= 1.7). 1 thread per worker, {split_note(args)}, "
              f"{STEPS} batches per epoch and worker, "
              f"{args.epochs} epochs, the tasks' generated sample data (translation-multi30k: "
              "Multi30k de-en, configs/multi30k_de_en_cpu.yaml's model sizes with an LSTM "
              "cell and no tied softmax; multi30k-config: that config as shipped), through "
-             "`launch` on one local Ray instance.")
+             "`launch` on one local Ray instance"
+             + ("; the 2-node runs on a `ray.cluster_utils.Cluster` of two 1-CPU nodes on "
+                "this machine, one worker each." if args.nodes else "."))
     if args.profile:
         notes += ("\n\nCPU seconds per process kind over each whole launch (start-up, "
                   "validation and test included):\n\n" + "\n\n".join(profiles))
