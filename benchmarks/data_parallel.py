@@ -19,7 +19,8 @@ batch, fewer accumulated batches); each optimiser step still trains the same sam
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.launching import ROOT, prepare_once
@@ -95,10 +96,11 @@ def rates(case: str, workers: int, epochs: int, global_batch: int, accumulate: i
     return through_launch(config)
 
 
-def on_two_nodes(measure: Callable[[str], list[float]]) -> list[float]:
-    """`measure(address)` on a fresh two-node `ray.cluster_utils.Cluster` on this machine,
-    1 CPU per node, so that each of 2 workers runs on a node of its own (two raylets and
-    object stores, as on a real cluster, minus the network)."""
+@contextlib.contextmanager
+def two_nodes() -> Iterator[str]:
+    """The address of a fresh two-node `ray.cluster_utils.Cluster` on this machine, 1 CPU
+    per node, so that each of 2 workers runs on a node of its own (two raylets and object
+    stores, as on a real cluster, minus the network). `launch` joins it by address."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -106,8 +108,7 @@ def on_two_nodes(measure: Callable[[str], list[float]]) -> list[float]:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         cluster.add_node(num_cpus=1)
-        ray.init(address=cluster.address, log_to_driver=False)  # as `launch` would
-        return measure(cluster.address)
+        yield cluster.address
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -115,28 +116,31 @@ def on_two_nodes(measure: Callable[[str], list[float]]) -> list[float]:
 
 def measure_task(task: str, args: argparse.Namespace) -> tuple[dict[str, object], str,
                                                                list[str]]:
-    """One task's table row, its ratio for the notes, and its CPU profiles."""
-    runs, profiles = [], []
-    for workers in (1, 2):
+    """One task's table row, its ratios for the notes, and its CPU profiles."""
+    def run(workers: int, address: str | None = None) -> list[float]:
+        return rates(task, workers, args.epochs, args.global_batch, args.accumulate,
+                     args.divide, address)
+
+    profiles = []
+    epochs: dict[str, list[float]] = {}  # column -> tokens/s per epoch
+    for workers, column in ((1, "1 worker"), (2, "2 workers")):
         with ProcessCPU() as cpu:
-            runs.append(rates(task, workers, args.epochs, args.global_batch,
-                              args.accumulate, args.divide))
+            epochs[column] = run(workers)
         profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
-    one, two = runs
-    one_rate, two_rate = steady(one), steady(two)
-    ratio = f"{task} {two_rate / one_rate:.2f}"
-    row = {"task": task, "1 worker tokens/s": one_rate, "2 workers tokens/s": two_rate,
-           "2 / 1": round(two_rate / one_rate, 3)}
-    epochs = [one, two]
     if args.nodes:
-        nodes = on_two_nodes(lambda address: rates(
-            task, 2, args.epochs, args.global_batch, args.accumulate, args.divide, address))
-        row |= {"2 workers on 2 nodes tokens/s": steady(nodes),
-                "2 nodes / 1": round(steady(nodes) / one_rate, 3)}
-        ratio += f" (on 2 nodes {steady(nodes) / one_rate:.2f})"
-        epochs.append(nodes)
-    row["per epoch (1 worker; 2 workers" + ("; 2 nodes)" if args.nodes else ")")] = "; ".join(
-        ", ".join(f"{r:.0f}" for r in rates_) for rates_ in epochs)
+        with two_nodes() as address:
+            epochs["2 nodes"] = run(2, address)
+    rate = {column: steady(values) for column, values in epochs.items()}
+    one, two = rate["1 worker"], rate["2 workers"]
+    row = {"task": task, "1 worker tokens/s": one, "2 workers tokens/s": two,
+           "2 / 1": round(two / one, 3)}
+    ratio = f"{task} {two / one:.2f}"
+    if args.nodes:
+        row |= {"2 workers on 2 nodes tokens/s": rate["2 nodes"],
+                "2 nodes / 1": round(rate["2 nodes"] / one, 3)}
+        ratio += f" (on 2 nodes {rate['2 nodes'] / one:.2f})"
+    row[f"per epoch ({'; '.join(epochs)})"] = "; ".join(
+        ", ".join(f"{value:.0f}" for value in values) for values in epochs.values())
     return row, ratio, profiles
 
 
