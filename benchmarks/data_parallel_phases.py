@@ -5,12 +5,14 @@ on the same model and global batch. No Ray, no Lightning: this is the ceiling ov
 `benchmarks.data_parallel`'s ratio.
 
     python -m benchmarks.data_parallel_phases [--steps 30] [--global-batch 32] [--accumulate 4]
-                                              [--unfused] [--ddp]
+                                              [--divide accumulation] [--unfused] [--ddp]
 
-Each process runs 1 thread and its own loader (the task's DataModule, rank-aware), like a
-launch's worker. The all-reduce sums the gradients in ~25 MB flat buckets, as DDP does, but
-after the backward pass instead of overlapped with it, so its cost shows on its own;
-`--ddp` wraps the model in DistributedDataParallel instead, as Lightning does.
+Each process runs 1 thread, its own loader (the task's DataModule, rank-aware) and the task
+module's own training loss, like a launch's worker. `--divide` splits an optimiser step's
+samples between the 2 processes as `benchmarks.data_parallel` does, so the two ratios
+compare. The all-reduce sums the gradients in ~25 MB flat buckets, as DDP does, but after
+the backward pass instead of overlapped with it, so its cost shows on its own; `--ddp`
+wraps the model in DistributedDataParallel instead, as Lightning does.
 """
 
 from __future__ import annotations
@@ -25,15 +27,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from benchmarks.data_parallel import CONFIG_FILES, SETTINGS, case_overrides, prepare_multi30k
+from benchmarks.data_parallel import (
+    CONFIG_FILES,
+    SETTINGS,
+    case_overrides,
+    prepare_multi30k,
+    worker_share,
+)
 from benchmarks.launching import ROOT
 from benchmarks.lm_throughput import WORK
 from benchmarks.results import append_section
 from orchestrator.config import ExperimentConfig, load_config
-from orchestrator.datasets.batches import IGNORE_INDEX
 from orchestrator.inputs import ensure_dataset, resolve_paths
 from orchestrator.lightning_modules.optimizers import configure_optimizers
 from orchestrator.lightning_modules.throughput import tokens_in
@@ -44,9 +50,9 @@ BUCKET_BYTES = 25 * 2**20  # DDP's default bucket_cap_mb
 WARMUP = 5
 
 
-def config_for(case: str, world: int, global_batch: int, batches: int) -> ExperimentConfig:
+def config_for(case: str, batch_size: int, batches: int) -> ExperimentConfig:
     return resolve_paths(load_config(CONFIG_FILES.get(case),
-                                     case_overrides(case, global_batch // world, batches)))
+                                     case_overrides(case, batch_size, batches)))
 
 
 def buckets(parameters: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
@@ -80,17 +86,20 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29500 + world))
         dist.init_process_group("gloo", rank=rank, world_size=world)
-    steps, accumulate = options["steps"], options["accumulate"]
-    config = config_for(case, world, options["global_batch"], (steps + WARMUP) * accumulate)
+    steps = options["steps"]
+    batch_size, accumulate = worker_share(world, options["global_batch"],
+                                          options["accumulate"], options["divide"])
+    config = config_for(case, batch_size, (steps + WARMUP) * accumulate)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     task = TASKS[config.task]
     datamodule = task.build_datamodule(config)
     datamodule.setup("fit")
-    model = task.build_module(config, datamodule).model.train()
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    module = task.build_module(config, datamodule).train()
+    parameters = [p for p in module.parameters() if p.requires_grad]
     ddp = options["ddp"] and world > 1
     if ddp:  # as Lightning wraps it: buckets all-reduced while the backward pass goes on
-        model = DistributedDataParallel(model, broadcast_buffers=False)
+        module.model = DistributedDataParallel(module.model, broadcast_buffers=False)
+    model = module.model
     optimizer = (torch.optim.Adam(parameters, lr=config.optim.lr) if options["unfused"] else
                  configure_optimizers(parameters, config.optim.model_dump())["optimizer"])
     groups, spent, tokens = buckets(parameters), defaultdict(float), 0
@@ -105,7 +114,7 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
             # DDP exchanges gradients in the backward pass of a step's last batch only
             last = index == accumulate - 1
             with model.no_sync() if ddp and not last else contextlib.nullcontext():
-                trained = train_batch(model, batch, marks)
+                trained = train_batch(module, batch, index, marks)
             tokens += trained if step >= WARMUP else 0
         if world > 1 and not ddp:
             started = time.perf_counter()
@@ -129,13 +138,12 @@ def timed_steps(rank: int, world: int, case: str, options: dict, results: dict) 
         dist.destroy_process_group()
 
 
-def train_batch(model: torch.nn.Module, batch: dict, marks: dict[str, float]) -> int:
-    """Forward and backward of one batch, adding each phase's seconds to `marks`; returns
-    the batch's target tokens."""
+def train_batch(module: torch.nn.Module, batch: dict, index: int,
+                marks: dict[str, float]) -> int:
+    """Forward and backward of one batch through the task module's training loss, adding
+    each phase's seconds to `marks`; returns the batch's target tokens."""
     started = time.perf_counter()
-    logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
-    loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
-                           ignore_index=IGNORE_INDEX)
+    loss = module.training_step(batch, index)
     forward_done = time.perf_counter()
     loss.backward()
     marks["forward"] += forward_done - started
@@ -155,6 +163,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps")
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--accumulate", type=int, default=1, help="batches per optimiser step")
+    parser.add_argument("--divide", choices=["batch", "accumulation"], default="batch",
+                        help="what 2 processes split: each batch, or the accumulated batches")
     parser.add_argument("--unfused", action="store_true",
                         help="torch's default Adam loop instead of the fused step a launch uses")
     parser.add_argument("--ddp", action="store_true",
@@ -166,13 +176,16 @@ def main() -> None:
     if SETTINGS[args.case][1] == "multi30k":
         prepare_multi30k(args.shared.resolve())
     else:
-        ensure_dataset(config_for(args.case, 1, args.global_batch, args.steps))
+        ensure_dataset(config_for(args.case, args.global_batch, args.steps))
     options = {"steps": args.steps, "global_batch": args.global_batch,
-               "accumulate": args.accumulate, "unfused": args.unfused, "ddp": args.ddp}
+               "accumulate": args.accumulate, "divide": args.divide,
+               "unfused": args.unfused, "ddp": args.ddp}
     rows, measured = [], {}
     for world in (1, 2):
         measured[world] = profile(args.case, world, options)
-        rows.append({"processes": f"{world} x {args.global_batch // world}",
+        batch_size, accumulate = worker_share(world, args.global_batch, args.accumulate,
+                                              args.divide)
+        rows.append({"processes x batch x accumulated": f"{world} x {batch_size} x {accumulate}",
                      **{f"{phase} ms": round(1000 * measured[world][phase], 1)
                         for phase in PHASES},
                      "batch ms": round(1000 * sum(measured[world][p] for p in PHASES), 1),
@@ -182,8 +195,8 @@ def main() -> None:
     optimiser = "torch's default Adam loop" if args.unfused else "fused Adam (as a launch)"
     exchange = ("DistributedDataParallel, whose all-reduce overlaps the backward pass (counted "
                 "there)" if args.ddp else "one all-reduce after the backward pass")
-    notes = (f"{args.case}, {measured[1]['parameters'] / 1e6:.1f} M parameters, global batch "
-             f"{args.global_batch}, {args.accumulate} batch(es) per optimiser step, "
+    notes = (f"{args.case}, {measured[1]['parameters'] / 1e6:.1f} M parameters, "
+             f"{args.global_batch * args.accumulate} samples per optimiser step, "
              f"{optimiser}, {exchange}, {args.steps} timed optimiser steps after {WARMUP}, "
              f"1 thread per process, gloo on loopback, no Ray and no Lightning. Mean ms per "
              f"batch by phase (all-reduce and optimiser once per step, spread over its "
