@@ -1,7 +1,8 @@
 """What a second Ray Train worker buys: training tokens/s of 2 workers x 1 thread against
 1 worker x 1 thread, on the same data and the same global batch, through `launch`.
 
-    python -m benchmarks.data_parallel [--epochs 4] [--accumulate 1] [--nodes] [--profile]
+    python -m benchmarks.data_parallel [--epochs 4] [--accumulate 1] [--repeats 3] [--nodes]
+                                       [--profile]
                                        [--tasks language_model translation
                                                 translation-multi30k multi30k-config]
 
@@ -14,12 +15,16 @@ With `--accumulate N` both add up N batches per optimiser step
 `--divide accumulation` keeps each worker's batch at the global batch and divides the N
 batches between the workers instead (how a run usually scales out: the same per-device
 batch, fewer accumulated batches); each optimiser step still trains the same samples.
+One launch's rate moves by up to 10% from one launch to the next on this machine, so
+`--repeats N` runs the 1- and 2-worker launches N times in turn and reports the median of
+the N paired ratios and their range.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,34 +119,54 @@ def two_nodes() -> Iterator[str]:
         cluster.shutdown()
 
 
-def measure_task(task: str, args: argparse.Namespace) -> tuple[dict[str, object], str,
-                                                               list[str]]:
-    """One task's table row, its ratios for the notes, and its CPU profiles."""
+def launches(task: str, args: argparse.Namespace) -> tuple[dict[str, list[list[float]]],
+                                                           list[str]]:
+    """Each column's tokens/s per epoch of every repeat (1 worker, 2 workers, then 2 nodes,
+    in turn), and the CPU profiles of the first repeat's 1- and 2-worker launches."""
     def run(workers: int, address: str | None = None) -> list[float]:
         return rates(task, workers, args.epochs, args.global_batch, args.accumulate,
                      args.divide, address)
 
-    profiles = []
-    epochs: dict[str, list[float]] = {}  # column -> tokens/s per epoch
-    for workers, column in ((1, "1 worker"), (2, "2 workers")):
-        with ProcessCPU() as cpu:
-            epochs[column] = run(workers)
-        profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
+    profiles: list[str] = []
+    epochs: dict[str, list[list[float]]] = {"1 worker": [], "2 workers": []}
+    for repeat in range(args.repeats):
+        for workers, column in ((1, "1 worker"), (2, "2 workers")):
+            with ProcessCPU() as cpu:
+                epochs[column].append(run(workers))
+            if repeat == 0:
+                profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
+        if args.nodes:
+            with two_nodes() as address:
+                epochs.setdefault("2 nodes", []).append(run(2, address))
+    return epochs, profiles
+
+
+def measure_task(task: str, args: argparse.Namespace) -> tuple[dict[str, object], str,
+                                                               list[str]]:
+    """One task's table row, its ratios for the notes, and its CPU profiles. Rates are
+    medians over the repeats; a ratio is the median of each repeat's own ratio."""
+    epochs, profiles = launches(task, args)
+    rate = {column: [steady(values) for values in runs] for column, runs in epochs.items()}
+
+    def ratio(column: str) -> tuple[float, str]:
+        paired = [two / one for one, two in zip(rate["1 worker"], rate[column], strict=True)]
+        spread = f" ({min(paired):.2f}-{max(paired):.2f})" if len(paired) > 1 else ""
+        return statistics.median(paired), spread
+
+    two_one, spread = ratio("2 workers")
+    row = {"task": task, "1 worker tokens/s": statistics.median(rate["1 worker"]),
+           "2 workers tokens/s": statistics.median(rate["2 workers"]),
+           "2 / 1": f"{two_one:.3f}{spread}"}
+    summary = f"{task} {two_one:.2f}{spread}"
     if args.nodes:
-        with two_nodes() as address:
-            epochs["2 nodes"] = run(2, address)
-    rate = {column: steady(values) for column, values in epochs.items()}
-    one, two = rate["1 worker"], rate["2 workers"]
-    row = {"task": task, "1 worker tokens/s": one, "2 workers tokens/s": two,
-           "2 / 1": round(two / one, 3)}
-    ratio = f"{task} {two / one:.2f}"
-    if args.nodes:
-        row |= {"2 workers on 2 nodes tokens/s": rate["2 nodes"],
-                "2 nodes / 1": round(rate["2 nodes"] / one, 3)}
-        ratio += f" (on 2 nodes {rate['2 nodes'] / one:.2f})"
-    row[f"per epoch ({'; '.join(epochs)})"] = "; ".join(
-        ", ".join(f"{value:.0f}" for value in values) for values in epochs.values())
-    return row, ratio, profiles
+        nodes_one, nodes_spread = ratio("2 nodes")
+        row |= {"2 workers on 2 nodes tokens/s": statistics.median(rate["2 nodes"]),
+                "2 nodes / 1": f"{nodes_one:.3f}{nodes_spread}"}
+        summary += f" (on 2 nodes {nodes_one:.2f}{nodes_spread})"
+    row[f"per epoch ({'; '.join(epochs)}; launches apart by /)"] = "; ".join(
+        " / ".join(", ".join(f"{value:.0f}" for value in values) for values in runs)
+        for runs in epochs.values())
+    return row, summary, profiles
 
 
 def main() -> None:
@@ -150,6 +175,8 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--accumulate", type=int, default=1,
                         help="batches per optimiser step (train.accumulate_grad_batches)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="1- and 2-worker launches, in turn, this many times each")
     parser.add_argument("--divide", choices=["batch", "accumulation"], default="batch",
                         help="what 2 workers split: each batch, or the accumulated batches")
     parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
@@ -170,8 +197,10 @@ def main() -> None:
         rows.append(row)
         ratios.append(ratio)
         profiles += task_profiles
-    notes = (f"2 workers / 1 worker: **{', '.join(ratios)}** (goals: language model >= 1.8, "
-             f"translation >= 1.7). 1 thread per worker, {split_note(args)}, "
+    repeats = (f"median of {args.repeats} interleaved launch pairs (range of the paired "
+               "ratios)" if args.repeats > 1 else "one launch each")
+    notes = (f"2 workers / 1 worker: **{', '.join(ratios)}**, {repeats} (goals: language "
+             f"model >= 1.8, translation >= 1.7). 1 thread per worker, {split_note(args)}, "
              f"{STEPS} batches per epoch and worker, "
              f"{args.epochs} epochs, the tasks' generated sample data (translation-multi30k: "
              "Multi30k de-en, configs/multi30k_de_en_cpu.yaml's model sizes with an LSTM "
@@ -180,8 +209,9 @@ def main() -> None:
              + ("; the 2-node runs on a `ray.cluster_utils.Cluster` of two 1-CPU nodes on "
                 "this machine, one worker each." if args.nodes else "."))
     if args.profile:
-        notes += ("\n\nCPU seconds per process kind over each whole launch (start-up, "
-                  "validation and test included):\n\n" + "\n\n".join(profiles))
+        notes += ("\n\nCPU seconds per process kind over each whole launch of the first "
+                  "repeat (start-up, validation and test included):\n\n"
+                  + "\n\n".join(profiles))
     print(append_section("Data-parallel efficiency: 2 Ray workers vs 1", rows, notes))
 
 
