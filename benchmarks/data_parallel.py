@@ -72,6 +72,9 @@ def case_overrides(case: str, batch_size: int, batches: int) -> list[str]:
             f"data.batch_size={batch_size}", f"train.batches_per_epoch={batches}"]
 
 
+DIVIDES = ("batch", "accumulation")  # what the workers split; see worker_share
+
+
 def worker_share(workers: int, global_batch: int, accumulate: int,
                  divide: str) -> tuple[int, int]:
     """Each worker's batch size and batches per optimiser step; either way a step trains
@@ -122,7 +125,8 @@ def two_nodes() -> Iterator[str]:
 def launches(task: str, args: argparse.Namespace) -> tuple[dict[str, list[list[float]]],
                                                            list[str]]:
     """Each column's tokens/s per epoch of every repeat (1 worker, 2 workers, then 2 nodes,
-    in turn), and the CPU profiles of the first repeat's 1- and 2-worker launches."""
+    in turn), and with --profile the CPU profiles of the first repeat's 1- and 2-worker
+    launches."""
     def run(workers: int, address: str | None = None) -> list[float]:
         return rates(task, workers, args.epochs, args.global_batch, args.accumulate,
                      args.divide, address)
@@ -131,9 +135,11 @@ def launches(task: str, args: argparse.Namespace) -> tuple[dict[str, list[list[f
     epochs: dict[str, list[list[float]]] = {"1 worker": [], "2 workers": []}
     for repeat in range(args.repeats):
         for workers, column in ((1, "1 worker"), (2, "2 workers")):
-            with ProcessCPU() as cpu:
+            # sampling /proc costs the driver CPU: only the launches reported are sampled
+            profiled = args.profile and repeat == 0
+            with ProcessCPU() if profiled else contextlib.nullcontext() as cpu:
                 epochs[column].append(run(workers))
-            if repeat == 0:
+            if profiled:
                 profiles.append(cpu.table(f"{task}, {workers} worker(s)"))
         if args.nodes:
             with two_nodes() as address:
@@ -177,7 +183,7 @@ def main() -> None:
                         help="batches per optimiser step (train.accumulate_grad_batches)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="1- and 2-worker launches, in turn, this many times each")
-    parser.add_argument("--divide", choices=["batch", "accumulation"], default="batch",
+    parser.add_argument("--divide", choices=DIVIDES, default="batch",
                         help="what 2 workers split: each batch, or the accumulated batches")
     parser.add_argument("--tasks", nargs="+", choices=sorted(SETTINGS),
                         default=["language_model", "translation"])

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from benchmarks.data_parallel import (
     CONFIG_FILES,
+    DIVIDES,
     SETTINGS,
     case_overrides,
     prepare_multi30k,
@@ -163,7 +164,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps")
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--accumulate", type=int, default=1, help="batches per optimiser step")
-    parser.add_argument("--divide", choices=["batch", "accumulation"], default="batch",
+    parser.add_argument("--divide", choices=DIVIDES, default="batch",
                         help="what 2 processes split: each batch, or the accumulated batches")
     parser.add_argument("--unfused", action="store_true",
                         help="torch's default Adam loop instead of the fused step a launch uses")
