@@ -1,10 +1,10 @@
 """How every reader streams shards under DDP, shared by all DataModules.
 
 Training: every rank and loader worker walks its own share of the shards (all of them when
-there are too few to share) in a fresh random order, pass after pass, forever; the loader
-cuts each epoch at the same batch count on every rank, so a DDP all-reduce never waits on a
-rank that ran out of data. Evaluation: rank r reads every world_size-th
-shard exactly once, so metrics summed over ranks cover the split exactly.
+there are too few to share) in a fresh random order, pass after pass, in one stream for the
+whole fit; the loader cuts that stream into epochs of the same batch count on every rank, so
+a DDP all-reduce never waits on a rank that ran out of data. Evaluation: rank r reads every
+world_size-th shard exactly once, so metrics summed over ranks cover the split exactly.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
@@ -64,14 +64,37 @@ _passes = itertools.count()  # passes this process began (loader workers: since 
 
 def training_loader(
     pipeline: IterableDataset, num_workers: int, batches: int, reader_module: str = __name__
-) -> DataLoader:
+) -> ContinuingEpochs:
     """Exactly `batches` batches per epoch on every rank; the pipeline yields batches.
     `reader_module` names the module that defines the pipeline's stages (see
     `worker_processes`)."""
     loader = wds.WebLoader(
         pipeline, batch_size=None, **worker_processes(num_workers, reader_module)
     )
-    return loader.with_epoch(batches).with_length(batches, silent=True)
+    return ContinuingEpochs(loader.repeat(), batches)
+
+
+class ContinuingEpochs:
+    """Epochs of `batches` batches cut from one stream that runs for the whole fit.
+
+    Not webdataset's `with_epoch`: it calls iter() on the DataLoader every epoch, which
+    makes even persistent loader workers start their pipeline over. Each epoch then threw
+    away the batches prefetched past its end, refilled the shuffle and bucket buffers
+    before its first batch (the model waited), and began a new pass over the shards, so an
+    epoch shorter than a pass never reached the rest of it."""
+
+    def __init__(self, stream: Iterable[Any], batches: int) -> None:
+        self.stream = stream
+        self.batches = batches
+        self._batches: Iterator[Any] | None = None
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._batches is None:
+            self._batches = iter(self.stream)
+        return itertools.islice(self._batches, self.batches)
 
 
 def worker_processes(num_workers: int, reader_module: str = __name__) -> dict[str, Any]:

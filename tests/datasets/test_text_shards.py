@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -93,6 +94,23 @@ def test_loader_workers_are_not_forked_from_the_training_process():
         [(parent, worker)] = list(loader)
         assert parent != os.getpid() and worker != os.getpid()
         assert [tuple(ids) for ids in loader] == [(parent, worker)]  # kept for the next epoch
+
+
+class Counting(IterableDataset):
+    """0, 1, 2, ...: each sample says how far along the stream it is."""
+
+    def __iter__(self) -> Iterator[int]:
+        yield from itertools.count()
+
+
+def test_each_training_epoch_continues_the_stream_where_the_last_one_stopped():
+    """A loader that started its workers' pipeline over each epoch threw away what they
+    had prefetched past the epoch's end, and the model waited for the shuffle and bucket
+    buffers to fill again before the epoch's first batch."""
+    loader = streaming.training_loader(Counting(), num_workers=1, batches=3)
+    assert len(loader) == 3
+    epochs = [[int(sample) for sample in loader] for _ in range(3)]
+    assert epochs == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
 
 
 READER_MODULE = """
