@@ -21,8 +21,10 @@ def bucketed_batches(
     shuffle: bool = True,
     seed: int | None = None,
 ) -> Iterator[list[Sample]]:
-    """Batches of `batch_size` samples of similar `length` (the last one may be short)."""
-    rng = random.Random(seed)
+    """Batches of `batch_size` samples of similar `length` (the last one may be short).
+    Without a `seed`, the order is drawn from this process's `random`, which the run's seed
+    sets (see `streaming.shuffled`), not from the OS."""
+    rng = random.Random(random.getrandbits(64) if seed is None else seed)
     buffer: list[Sample] = []
     for sample in samples:
         buffer.append(sample)

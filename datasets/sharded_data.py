@@ -66,7 +66,7 @@ class ShardedDataModule(pl.LightningDataModule):
         _, world_size = streaming.rank_and_world()
         pipeline = (
             streaming.training_source(self.manifest.shard_urls("train"))
-            .shuffle(self.shuffle_buffer)
+            .compose(partial(streaming.shuffled, bufsize=self.shuffle_buffer))
             .map(self.encode)
             .compose(partial(self.batches, train=True))
         )

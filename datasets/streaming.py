@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import webdataset as wds
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from orchestrator.datasets.manifest import DatasetError
@@ -103,7 +104,9 @@ def worker_processes(num_workers: int, reader_module: str = __name__) -> dict[st
     logging and system metrics), and a child forked while one of them held a lock froze at
     start, leaving its rank's DDP peers waiting forever. The fork server is a fresh
     single-threaded process, so its children are safe; persistent workers pay its start-up
-    once per fit instead of once per epoch.
+    once per fit instead of once per epoch. Lightning adds its worker init (seeding
+    `random`, torch and numpy per rank and worker) only to loaders it can rebuild, which a
+    WebLoader is not, so it is given here.
 
     The fork server imports, once, what every worker would otherwise import on its own to
     unpickle the pipeline: the module of its stages, which for a DataModule imports
@@ -113,8 +116,19 @@ def worker_processes(num_workers: int, reader_module: str = __name__) -> dict[st
         return {"num_workers": 0}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "webdataset", __name__, reader_module])
+    rank, _ = rank_and_world()
     return {"num_workers": num_workers, "multiprocessing_context": context,
-            "persistent_workers": True}
+            "persistent_workers": True,
+            "worker_init_fn": partial(pl_worker_init_function, rank=rank)}
+
+
+def shuffled(samples: Iterator[Any], bufsize: int) -> Iterator[Any]:
+    """webdataset's shuffle buffer, drawing from this process's `random`. Left to itself it
+    seeds from the clock, and a run given a seed read its samples in a new order every
+    time. In a loader worker, Lightning's worker init (`worker_processes`) seeds `random`
+    from the run's seed, the rank and the worker; without workers, seed_everything does."""
+    rng = random.Random(random.getrandbits(64))
+    return wds.filters.shuffle(bufsize, rng=rng)(samples)
 
 
 def evaluation_shards(urls: list[str]) -> list[str]:
