@@ -62,7 +62,7 @@ class ShardedDataModule(pl.LightningDataModule):
             return self.batches_per_epoch
         return max(1, math.ceil(self.batches_in_train_split() / world_size))
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> streaming.ContinuingEpochs:
         _, world_size = streaming.rank_and_world()
         pipeline = (
             streaming.training_source(self.manifest.shard_urls("train"))

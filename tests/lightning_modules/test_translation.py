@@ -84,6 +84,19 @@ def test_bucketing_pads_a_smaller_share_than_plain_batches():
     assert bucketed_share < plain_share / 5, (bucketed_share, plain_share)
 
 
+def test_unseeded_bucketing_follows_the_process_seed():
+    """Without a seed of its own, the bucketer's batch order comes from the process's
+    `random`, which the run's seed sets, not from the OS."""
+    lengths = list(range(3, 40)) * 20
+
+    def batch_order(seed: int) -> list[list[int]]:
+        random.seed(seed)
+        return list(bucketed_batches(lengths, 8, length=int, buffer_batches=50))
+
+    assert batch_order(1) == batch_order(1)
+    assert batch_order(1) != batch_order(2)
+
+
 @pytest.fixture(scope="module")
 def trained(dates):
     pl.seed_everything(0, verbose=False)
