@@ -19,7 +19,7 @@ def bucketed_batches(
     length: Callable[[Sample], int],
     buffer_batches: int = 50,
     shuffle: bool = True,
-    seed: int | None = None,
+    seed: int | str | None = None,
 ) -> Iterator[list[Sample]]:
     """Batches of `batch_size` samples of similar `length` (the last one may be short).
     Without a `seed`, the order is drawn from this process's `random`, which the run's seed

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils.data import get_worker_info
 
 from orchestrator.datasets.batches import IGNORE_INDEX, TranslationBatch
 from orchestrator.datasets.buckets import bucketed_batches
@@ -36,9 +37,11 @@ class TranslationDataModule(ShardedDataModule):
         shuffle_buffer: int = 2000,
         batches_per_epoch: int | None = None,
         max_tokens: int = 100,
+        seed: int | None = None,
     ):
         super().__init__(path, batch_size, num_workers, shuffle_buffer, batches_per_epoch)
         self.max_tokens = max_tokens
+        self.seed = seed
         if not self.manifest.target_vocab_file or not self.manifest.text:
             raise DatasetError(f"dataset {path} has no target vocabulary; is it a translation set?")
         self.source_vocab = Tokenizer.from_json(self.manifest.read_file(self.manifest.vocab_file))
@@ -65,8 +68,21 @@ class TranslationDataModule(ShardedDataModule):
         """Length-bucketed: similar source lengths share a batch, in random order for
         training and in length order for evaluation."""
         source_pad = self.source_vocab.index[PAD]
-        for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train):
+        order = self.batch_order_seed() if train else None
+        for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train,
+                                       seed=order):
             yield collate_pairs(bucket, source_pad, self.target_vocab)
+
+    def batch_order_seed(self) -> str | None:
+        """The same on every rank, so that rank r's k-th batch comes from the same place in
+        its sorted buffer as every other rank's: about as long, it takes about as long. In
+        an order drawn per rank, a rank with short sentences waited at every step for one
+        with long ones. Loader worker w of each rank pairs with worker w of the others (a
+        DataLoader takes batches from its workers in turn), so each worker has its own."""
+        if self.seed is None:
+            return None
+        worker = get_worker_info()
+        return f"{self.seed}/{worker.id if worker else 0}"
 
 
 def collate_pairs(pairs: list[Pair], source_pad: int, target_vocab: Tokenizer) -> TranslationBatch:

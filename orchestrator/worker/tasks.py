@@ -135,7 +135,7 @@ def _sentiment(config: ExperimentConfig, datamodule: ClassificationDataModule) -
 
 def _translation_data(config: ExperimentConfig) -> TranslationDataModule:
     return TranslationDataModule(config.data.path, max_tokens=config.data.max_tokens,
-                                 **stream_settings(config))
+                                 seed=config.seed, **stream_settings(config))
 
 
 def _translation(
