@@ -68,9 +68,8 @@ class TranslationDataModule(ShardedDataModule):
         """Length-bucketed: similar source lengths share a batch, in random order for
         training and in length order for evaluation."""
         source_pad = self.source_vocab.index[PAD]
-        order = self.batch_order_seed() if train else None
         for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train,
-                                       seed=order):
+                                       seed=self.batch_order_seed()):
             yield collate_pairs(bucket, source_pad, self.target_vocab)
 
     def batch_order_seed(self) -> str | None:
