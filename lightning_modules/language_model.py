@@ -74,7 +74,9 @@ class LanguageModelTask(TaskModule):
     def on_test_epoch_start(self) -> None:
         self._drop_hidden("test")
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_start(self) -> None:
+        # Once per fit, not per epoch: the training stream runs on across epochs
+        # (streaming.ContinuingEpochs), so an epoch's first window continues the last one's.
         self._drop_hidden("train")
 
     def on_validation_epoch_end(self) -> None:

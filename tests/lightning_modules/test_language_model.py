@@ -128,3 +128,31 @@ def test_a_checkpoint_resumed_with_a_new_lr_trains_at_the_new_lr(markov_dataset,
     # two epochs done: the schedule's factor is 0.5 ** 2, applied to the new lr
     assert fit(0.001, epochs=3, ckpt_path=tmp_path / "lr0.03.ckpt") == [
         pytest.approx(0.001 * 0.25)]
+
+
+def test_the_carried_state_continues_into_the_next_epoch(markov_dataset):
+    """The training stream runs on across epochs (streaming.ContinuingEpochs), so an
+    epoch's first window continues the rows of the last one: it must get their state, not
+    start from zeros without a reset flag."""
+    datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=4, bptt=8,
+                                         num_workers=0, batches_per_epoch=2)
+    task = LanguageModelTask(
+        model=settings(RNNLanguageModelConfig, cell="gru", embedding_dim=8, hidden_size=8,
+                       num_layers=1, dropout=0.0),
+        optim=OPTIM, vocab=datamodule.tokenizer.tokens, level="char",
+    )
+    given_state: list[bool] = []
+    forward = task.model.forward
+
+    def recording_forward(inputs, hidden=None):
+        if task.training:
+            given_state.append(hidden is not None)
+        return forward(inputs, hidden)
+
+    task.model.forward = recording_forward
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(task, datamodule=datamodule)
+    # the first window of the fit starts every row; every later one continues from the last
+    assert given_state == [False, True, True, True, True, True]
