@@ -33,31 +33,42 @@ def rank_and_world() -> tuple[int, int]:
 
 def training_source(urls: list[str]) -> wds.WebDataset:
     """Samples of this rank's and loader worker's shards, in a new order every pass; never
-    ends (see `training_loader`). Without replacement: one rank's epoch over the training
+    ends (see `own_shard_passes`). Without replacement: one rank's epoch over the training
     split sees every sample once (drawing shards with replacement, as webdataset's
     `resampled` does, left a third of them unseen each epoch and repeated others)."""
     rank, world_size = rank_and_world()
     return wds.WebDataset(
         urls, shardshuffle=False, nodesplitter=None, handler=raise_with_shard_name,
-        workersplitter=partial(own_shards_shuffled, rank=rank, world_size=world_size),
-    ).repeat()
+        workersplitter=partial(own_shard_passes, rank=rank, world_size=world_size),
+    )
 
 
-def own_shards_shuffled(
+def own_shard_passes(
     shards: Iterator[dict[str, Any]], rank: int, world_size: int
 ) -> Iterator[dict[str, Any]]:
-    """One pass of this stream (rank x loader worker) over its share of the shards, in
-    random order. The order is seeded from torch's seed (set by seed_everything, and per
-    loader worker by the DataLoader), the stream and the pass: every rank starts from the
-    same seed, and ranks that share all shards must not walk them in step."""
+    """This stream's (rank x loader worker) share of the shards, pass after pass, each in a
+    new random order. Endless here, at the head of the pipeline, so that every stage after
+    it runs on from one pass into the next: webdataset's `.repeat()` restarts the whole
+    pipeline instead, and at each pass's end the language model's rows ran dry one by one
+    (padded windows until the last row ended, then every row started over) and the
+    bucketer flushed its buffer. The order is seeded from torch's seed (set by
+    seed_everything, and per loader worker by the DataLoader), the stream and the pass:
+    every rank starts from the same seed, and ranks that share all shards must not walk
+    them in step."""
     worker = get_worker_info()
     workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
     streams, stream = world_size * workers, rank * workers + worker_id
-    share = list(shards)
-    if len(share) >= streams:
-        share = share[stream::streams]
-    random.Random(f"{torch.initial_seed()}-{stream}-{next(_passes)}").shuffle(share)
-    yield from share
+    share = own_share(list(shards), stream, streams)
+    while share:
+        random.Random(f"{torch.initial_seed()}-{stream}-{next(_passes)}").shuffle(share)
+        # copies: the shard opener adds each pass's open file to the dict it is given
+        yield from (dict(shard) for shard in share)
+
+
+def own_share(shards: list[dict[str, Any]], stream: int, streams: int) -> list[dict[str, Any]]:
+    """Stream `stream`'s shards of `streams`; all of them when there are too few to share
+    (none idles, none runs dry)."""
+    return shards[stream::streams] if len(shards) >= streams else shards
 
 
 _passes = itertools.count()  # passes this process began (loader workers: since the fork)

@@ -177,13 +177,32 @@ def test_ranks_and_loader_workers_walk_disjoint_shares_of_the_shards():
     shards = [{"url": f"train-{i}.tar"} for i in range(5)]
 
     def share(rank: int, world_size: int) -> list[str]:
-        return [shard["url"] for shard in
-                streaming.own_shards_shuffled(iter(shards), rank, world_size)]
+        return [shard["url"] for shard in streaming.own_share(shards, rank, world_size)]
 
     shares = [share(rank, 2) for rank in range(2)]
     assert sorted(shares[0] + shares[1]) == sorted(shard["url"] for shard in shards)
     # more streams than shards: every stream walks them all (none idles, none runs dry)
     assert all(sorted(share(rank, 8)) == sorted(s["url"] for s in shards) for rank in range(8))
+
+
+def test_a_stream_walks_its_share_pass_after_pass_in_new_orders():
+    shards = [{"url": f"train-{i}.tar"} for i in range(10)]
+    passes = streaming.own_shard_passes(iter(shards), rank=1, world_size=2)
+    walked = [[shard["url"] for shard in itertools.islice(passes, 5)] for _ in range(4)]
+    assert all(sorted(one) == [f"train-{i}.tar" for i in (1, 3, 5, 7, 9)] for one in walked)
+    assert len({tuple(one) for one in walked}) > 1
+
+
+def test_rows_run_on_from_one_pass_over_the_shards_into_the_next(markov_dataset):
+    """One stream for the whole fit, across passes too. A pipeline repeated as a whole
+    (webdataset's `.repeat()`) restarted its every stage at each pass: the rows that ran
+    out first were padded until the last one ended, and then every row started over."""
+    datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=3, bptt=50,
+                                         num_workers=0, batches_per_epoch=50)
+    loader = datamodule.train_dataloader()
+    # 4 epochs of 50 windows x 3 rows x 50 tokens: one and a half passes of 20,000 tokens
+    windows = [batch for _ in range(4) for batch in loader]
+    assert all((window["targets"] != IGNORE_INDEX).any(dim=1).all() for window in windows)
 
 
 def test_manifest_records_counts_and_odd_uneven_train_shards(markov_dataset):
