@@ -1,7 +1,9 @@
-"""Training throughput in tokens per second, logged once per epoch.
+"""Training throughput in tokens per second over all ranks, logged once per epoch.
 
 The clock runs from the epoch's first batch to its last, so loader start-up and the
 validation that follows are not counted: the number compares with a plain training loop.
+The tokens are summed over ranks, whose batches of the same size may hold different
+counts (translation's sentences differ in length between ranks).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from orchestrator.datasets.batches import IGNORE_INDEX
 
@@ -37,10 +40,12 @@ class TokenThroughput(pl.Callback):
         self._finished = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # every rank joins the sum (one all-reduce an epoch) before any may leave
+        tokens = trainer.strategy.reduce(
+            torch.tensor(float(self._tokens), device=pl_module.device), reduce_op="sum")
         if self._started is None or self._finished <= self._started:
             return
-        # Every rank runs the same number of equally sized batches.
-        rate = self._tokens * trainer.world_size / (self._finished - self._started)
+        rate = float(tokens) / (self._finished - self._started)
         pl_module.log("train_tokens_per_sec", rate, rank_zero_only=True)
 
 
