@@ -23,15 +23,21 @@ OPTIM = {"optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "clip": 1.0,
          "clip_mode": "norm", "lr_decay": 1.0, "lr_decay_start": 0}
 
 
+def one_layer_task(datamodule: LanguageModelDataModule, cell: str, embedding_dim: int,
+                   hidden_size: int, optim: dict = OPTIM) -> LanguageModelTask:
+    """A one-layer model without dropout over the data's characters."""
+    return LanguageModelTask(
+        model=settings(RNNLanguageModelConfig, cell=cell, embedding_dim=embedding_dim,
+                       hidden_size=hidden_size, num_layers=1, dropout=0.0),
+        optim=optim, vocab=datamodule.tokenizer.tokens, level="char",
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(markov_dataset):
     datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=16, bptt=32,
                                          num_workers=0, batches_per_epoch=40)
-    task = LanguageModelTask(
-        model=settings(RNNLanguageModelConfig, cell="lstm", embedding_dim=16, hidden_size=32,
-                       num_layers=1, dropout=0.0),
-        optim=OPTIM, vocab=datamodule.tokenizer.tokens, level="char",
-    )
+    task = one_layer_task(datamodule, "lstm", embedding_dim=16, hidden_size=32)
     trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False,
                          enable_progress_bar=False, enable_checkpointing=False,
                          enable_model_summary=False, gradient_clip_val=1.0)
@@ -109,12 +115,8 @@ def test_a_checkpoint_resumed_with_a_new_lr_trains_at_the_new_lr(markov_dataset,
                                          num_workers=0, batches_per_epoch=2)
 
     def fit(lr: float, epochs: int, ckpt_path=None) -> list[float]:
-        task = LanguageModelTask(
-            model=settings(RNNLanguageModelConfig, cell="gru", embedding_dim=8, hidden_size=8,
-                           num_layers=1, dropout=0.0),
-            optim={**OPTIM, "lr": lr, "lr_decay": 0.5, "lr_decay_start": 1},
-            vocab=datamodule.tokenizer.tokens, level="char",
-        )
+        task = one_layer_task(datamodule, "gru", embedding_dim=8, hidden_size=8, optim={
+            **OPTIM, "lr": lr, "lr_decay": 0.5, "lr_decay_start": 1})
         seen = _LearningRateAtStart()
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
                              enable_progress_bar=False, enable_checkpointing=False,
@@ -136,11 +138,7 @@ def test_the_carried_state_continues_into_the_next_epoch(markov_dataset):
     start from zeros without a reset flag."""
     datamodule = LanguageModelDataModule(str(markov_dataset), batch_size=4, bptt=8,
                                          num_workers=0, batches_per_epoch=2)
-    task = LanguageModelTask(
-        model=settings(RNNLanguageModelConfig, cell="gru", embedding_dim=8, hidden_size=8,
-                       num_layers=1, dropout=0.0),
-        optim=OPTIM, vocab=datamodule.tokenizer.tokens, level="char",
-    )
+    task = one_layer_task(datamodule, "gru", embedding_dim=8, hidden_size=8)
     given_state: list[bool] = []
     forward = task.model.forward
 
