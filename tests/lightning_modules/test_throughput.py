@@ -28,7 +28,7 @@ class Tokens(pl.LightningModule):
         return torch.utils.data.DataLoader([{"targets": targets}] * 4, batch_size=None)
 
     def training_step(self, batch, index):
-        time.sleep(0.05)
+        time.sleep(0.1)
         return self.weight.sum()
 
     def configure_optimizers(self):
@@ -66,4 +66,6 @@ def test_the_logged_rate_sums_the_tokens_of_every_rank(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     implied = [float(line.split()[1]) for line in result.stdout.splitlines()
                if line.startswith("TOKENS")]
-    assert len(implied) == 1 and abs(implied[0] - 32) < 0.5  # rank 0's 12 x 2 would be 24
+    # rank 0's 12 tokens x 2 would be 24; the clocks differ only by two callbacks' calls,
+    # which a loaded machine may stretch to a few ms of the 0.4 s epoch
+    assert len(implied) == 1 and abs(implied[0] - 32) < 2
