@@ -39,7 +39,12 @@ from orchestrator.undelivered import spill_folder
 from orchestrator.worker.background_scores import PendingScore, load_best_scored
 from orchestrator.worker.callbacks import ConfigInCheckpoint
 from orchestrator.worker.metric_delivery import KeepingMLFlowLogger
-from orchestrator.worker.restarts import FollowWorldSize, LogEpochLearningRate, LogEpochsOnce
+from orchestrator.worker.restarts import (
+    FollowWorldSize,
+    LogEpochLearningRate,
+    LogEpochsOnce,
+    NewDrawsOnResume,
+)
 from orchestrator.worker.system_metrics import node_system_metrics
 from orchestrator.worker.tasks import TASKS, load_initial_weights
 
@@ -171,7 +176,7 @@ def _make_trainer(
         # first: the world size sets the rate LogEpochLearningRate logs (worker.restarts)
         callbacks=[FollowWorldSize(config), LogEpochsOnce(), TokenThroughput(),
                    LogEpochLearningRate(), ApplyOptimSettings(),
-                   *keepers, ConfigInCheckpoint(config),
+                   *keepers, ConfigInCheckpoint(config), NewDrawsOnResume(config.seed),
                    RayTrainReportCallback(validation=config.train.background_validation)],
         logger=logger,
         accumulate_grad_batches=config.train.accumulate_grad_batches,

@@ -1,6 +1,7 @@
 """What Lightning needs in a worker group that Ray Train may restart from the last
 checkpoint (a lost worker, an elastic resize): follow the world size it is restarted in,
-log each epoch to MLflow once, and the rate each epoch trained at.
+log each epoch to MLflow once, the rate each epoch trained at, and draw new random numbers
+after the checkpoint instead of those the fit began with.
 
 Both go first in the Trainer's callback list, in this order: FollowWorldSize scales the
 rate at the epoch's start, and LogEpochsOnce's epoch-end flush sends the world size that
@@ -10,6 +11,7 @@ FollowWorldSize and the rate that LogEpochLearningRate log.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import mlflow
 import pytorch_lightning as pl
@@ -81,6 +83,25 @@ class LogEpochLearningRate(pl.Callback):
                  float(optimizer.param_groups[0]["lr"])
                  for index, optimizer in enumerate(trainer.optimizers)}
         trainer.logger.log_metrics(rates, step=max(trainer.global_step - 1, 0))
+
+
+class NewDrawsOnResume(pl.Callback):
+    """Reseeds every random stream from the run's seed and the checkpoint's step when a fit
+    resumes. Each worker seeds from the run's seed alone, so a resumed fit drew what the
+    fit's start drew: the training stream walked the shards in its first order from the
+    first sample again, and dropout repeated the first steps' masks. A run stopped every
+    epoch (spot nodes) then trained on the same first epoch's batches each time and never
+    reached the rest of the data. Reseeded here, before Lightning makes the training loader
+    (its loader workers' seeds come from torch's), each resumption draws an order of its
+    own, the same on every rerun of it."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        step = int(checkpoint.get("global_step", 0))
+        pl.seed_everything((self.seed + step) % 2**32, workers=True, verbose=False)
 
 
 class LogEpochsOnce(pl.Callback):
