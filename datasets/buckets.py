@@ -2,6 +2,8 @@
 
 Sentences of similar length share a batch, so little of each batch is padding, while
 the order of batches stays random (Sockeye/fairseq style, within a buffer, not globally).
+A length may be a tuple, compared in order: translation sorts by source length, then by
+target length within each source length, as fairseq does.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 Sample = TypeVar("Sample")
+Length = int | tuple[int, ...]
 
 
 def bucketed_batches(
     samples: Iterable[Sample],
     batch_size: int,
-    length: Callable[[Sample], int],
+    length: Callable[[Sample], Length],
     buffer_batches: int = 50,
     shuffle: bool = True,
     seed: int | str | None = None,
@@ -36,7 +39,7 @@ def bucketed_batches(
 
 
 def _cut(
-    buffer: list[Sample], batch_size: int, length: Callable[[Sample], int], shuffle: bool,
+    buffer: list[Sample], batch_size: int, length: Callable[[Sample], Length], shuffle: bool,
     rng: random.Random,
 ) -> Iterator[list[Sample]]:
     ordered = sorted(buffer, key=length)

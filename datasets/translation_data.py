@@ -65,10 +65,12 @@ class TranslationDataModule(ShardedDataModule):
         return Pair(self.encode_source(source), tgt_ids[: self.max_tokens], source, reference)
 
     def batches(self, samples: Iterator[Pair], train: bool) -> Iterator[TranslationBatch]:
-        """Length-bucketed: similar source lengths share a batch, in random order for
-        training and in length order for evaluation."""
+        """Length-bucketed: similar source lengths share a batch, and within a source
+        length similar target lengths (13% fewer padded target positions on Multi30k, 14%
+        more target tokens/s, benchmarks/RESULTS.md); in random order for training and in
+        length order for evaluation."""
         source_pad = self.source_vocab.index[PAD]
-        for bucket in bucketed_batches(samples, self.batch_size, _length, shuffle=train,
+        for bucket in bucketed_batches(samples, self.batch_size, _lengths, shuffle=train,
                                        seed=self.batch_order_seed()):
             yield collate_pairs(bucket, source_pad, self.target_vocab)
 
@@ -101,7 +103,7 @@ def collate_pairs(pairs: list[Pair], source_pad: int, target_vocab: Tokenizer) -
     )
 
 
-def _length(pair: Pair) -> int:
-    return len(pair.src_ids)
+def _lengths(pair: Pair) -> tuple[int, int]:
+    return len(pair.src_ids), len(pair.tgt_ids)
 
 

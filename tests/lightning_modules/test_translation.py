@@ -85,6 +85,25 @@ def test_bucketing_pads_a_smaller_share_than_plain_batches():
     assert bucketed_share < plain_share / 5, (bucketed_share, plain_share)
 
 
+def test_within_a_source_length_targets_of_similar_length_share_a_batch(dates):
+    """Few source lengths, targets of 1-40 tokens: sorted by source length alone, a batch's
+    targets would be padded to about twice their mean length."""
+    datamodule = TranslationDataModule(str(dates / "shards"), batch_size=8, num_workers=0,
+                                       seed=0)
+    rng = random.Random(0)
+    pairs = [Pair([1] * rng.randint(3, 6), [1] * rng.randint(1, 40), "", "")
+             for _ in range(8 * 50)]
+    batches = list(datamodule.batches(iter(pairs), train=True))
+
+    def padding(positions: list[torch.Tensor]) -> float:
+        return 1 - sum(int(p.sum()) for p in positions) / sum(p.numel() for p in positions)
+
+    assert padding([b["tgt_out"] != IGNORE_INDEX for b in batches]) < 0.1
+    source_positions = [torch.arange(b["src"].shape[1]) < b["src_lengths"][:, None]
+                        for b in batches]
+    assert padding(source_positions) < 0.05  # the source still decides first
+
+
 def test_unseeded_bucketing_follows_the_process_seed():
     """Without a seed of its own, the bucketer's batch order comes from the process's
     `random`, which the run's seed sets, not from the OS."""
