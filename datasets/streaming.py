@@ -54,13 +54,17 @@ def own_shard_passes(
     bucketer flushed its buffer. The order is seeded from torch's seed (set by
     seed_everything, and per loader worker by the DataLoader), the stream and the pass:
     every rank starts from the same seed, and ranks that share all shards must not walk
-    them in step."""
+    them in step. The passes are counted per stream, so two fits in one process (a
+    notebook, `data.num_workers=0`) with the same seed walk the same orders."""
     worker = get_worker_info()
     workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
     streams, stream = world_size * workers, rank * workers + worker_id
     share = own_share(list(shards), stream, streams)
-    while share:
-        random.Random(f"{torch.initial_seed()}-{stream}-{next(_passes)}").shuffle(share)
+    if not share:
+        return
+    seed = torch.initial_seed()
+    for walked in itertools.count():
+        random.Random(f"{seed}-{stream}-{walked}").shuffle(share)
         # copies: the shard opener adds each pass's open file to the dict it is given
         yield from (dict(shard) for shard in share)
 
@@ -69,9 +73,6 @@ def own_share(shards: list[dict[str, Any]], stream: int, streams: int) -> list[d
     """Stream `stream`'s shards of `streams`; all of them when there are too few to share
     (none idles, none runs dry)."""
     return shards[stream::streams] if len(shards) >= streams else shards
-
-
-_passes = itertools.count()  # passes this process began (loader workers: since the fork)
 
 
 def training_loader(

@@ -193,6 +193,18 @@ def test_a_stream_walks_its_share_pass_after_pass_in_new_orders():
     assert len({tuple(one) for one in walked}) > 1
 
 
+def test_two_fits_in_one_process_with_one_seed_walk_the_same_orders():
+    """In the training process (`data.num_workers=0`), as a notebook runs fit after fit."""
+    shards = [{"url": f"train-{i}.tar"} for i in range(10)]
+
+    def walk() -> list[str]:
+        torch.manual_seed(3)
+        passes = streaming.own_shard_passes(iter(shards), rank=0, world_size=1)
+        return [shard["url"] for shard in itertools.islice(passes, 30)]
+
+    assert walk() == walk()
+
+
 def test_rows_run_on_from_one_pass_over_the_shards_into_the_next(markov_dataset):
     """One stream for the whole fit, across passes too. A pipeline repeated as a whole
     (webdataset's `.repeat()`) restarted its every stage at each pass: the rows that ran
